@@ -1,0 +1,300 @@
+/**
+ * The HTTP edge (DESIGN §2, §3, §7): a scoped Layer that owns a `node:http` server.
+ *
+ * The request path runs no fiber: headers are checked, the body read with Node's own events,
+ * and the collection admitted through the synchronous `Ingest.admit`. Only rare paths (the
+ * metrics scrape, an unexpected exception) run an Effect, through the Runtime captured when
+ * the layer was built. The layer's finalizer conducts the graceful shutdown: readiness off,
+ * intake kept for `SHUTDOWN_DELAY_MS`, then 503 + `Connection: close` while the queue drains,
+ * then the listener closes.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http"
+import { createServer, STATUS_CODES } from "node:http"
+import type { Socket } from "node:net"
+import { gunzipSync } from "node:zlib"
+import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
+import * as Schedule from "effect/Schedule"
+import { type Rejection, type RejectionReason, rejectionStatus } from "../domain/Rejection.js"
+import { AppConfig } from "../services/AppConfig.js"
+import { Ingest } from "../services/Ingest.js"
+import { JobQueue, SHUTDOWN_RESERVE_MILLIS } from "../services/JobQueue.js"
+import { beginShutdown, Lifecycle } from "../services/Lifecycle.js"
+import { Metrics } from "../services/Metrics.js"
+
+export class ListenError extends Data.TaggedError("ListenError")<{ readonly message: string }> {}
+
+const JSON_TYPE = "application/json"
+const INGEST_PATH = "/v1/payloads"
+/** How long the listener may wait for open connections before they are cut (DESIGN §3.4). */
+const CLOSE_GRACE = Duration.seconds(1)
+const IDLE_SWEEP = Duration.millis(100)
+
+/** `application/json`, optionally with `charset=utf-8`; nothing else. */
+export const isJsonContentType = (header: string | undefined): boolean => {
+  if (header === undefined) return false
+  const [type, ...params] = header.split(";")
+  if (type === undefined || type.trim().toLowerCase() !== JSON_TYPE) return false
+  return params.every((param) => {
+    const [name, value] = param.split("=")
+    if (name === undefined || name.trim().toLowerCase() !== "charset") return param.trim() === ""
+    return value !== undefined && value.trim().replace(/^"|"$/g, "").toLowerCase() === "utf-8"
+  })
+}
+
+type Encoding = "identity" | "gzip"
+
+const contentEncoding = (header: string | undefined): Encoding | undefined => {
+  if (header === undefined) return "identity"
+  const value = header.trim().toLowerCase()
+  return value === "" || value === "identity" ? "identity" : value === "gzip" ? "gzip" : undefined
+}
+
+const bearerToken = (header: string): string | undefined => {
+  const match = /^Bearer +(\S+) *$/i.exec(header)
+  return match === null ? undefined : match[1]
+}
+
+/** Node's `socket._httpMessage`: the response in progress on the socket, if any. */
+const responseOnSocket = (socket: Socket): { readonly headersSent?: boolean } | undefined =>
+  (socket as Socket & { readonly _httpMessage?: { readonly headersSent?: boolean } })._httpMessage
+
+const make = Effect.gen(function*() {
+  const config = yield* AppConfig
+  const ingest = yield* Ingest
+  const queue = yield* JobQueue
+  const metrics = yield* Metrics
+  const lifecycle = yield* Lifecycle
+  const runtime = yield* Effect.runtime<never>()
+  const runFork = Runtime.runFork(runtime)
+  const decoder = new TextDecoder("utf-8", { fatal: true })
+
+  const send = (res: ServerResponse, status: number, body: string, headers?: Record<string, string>) => {
+    if (res.headersSent || res.destroyed) return
+    res.writeHead(status, {
+      "content-type": JSON_TYPE,
+      "content-length": String(Buffer.byteLength(body)),
+      ...(lifecycle.intakeOpen ? undefined : { connection: "close" }),
+      ...headers
+    })
+    res.end(body)
+  }
+
+  const reject = (res: ServerResponse, rejection: Rejection, headers?: Record<string, string>) => {
+    metrics.rejected(rejection.reason)
+    send(res, rejectionStatus[rejection.reason], JSON.stringify({ error: rejection.message }), headers)
+  }
+
+  const refuse = (res: ServerResponse, reason: RejectionReason, message: string, headers?: Record<string, string>) =>
+    reject(res, { reason, message }, headers)
+
+  const retryAfter = (seconds: number) => ({ "retry-after": String(seconds) })
+
+  const admitBody = (res: ServerResponse, body: Buffer, encoding: Encoding) => {
+    let bytes = body
+    if (encoding === "gzip") {
+      try {
+        bytes = gunzipSync(body, { maxOutputLength: config.maxBodyBytes })
+      } catch (error) {
+        const tooLarge = (error as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE"
+        return tooLarge
+          ? refuse(res, "too_large", `inflated body larger than ${config.maxBodyBytes} bytes`, { connection: "close" })
+          : refuse(res, "invalid_json", "malformed gzip body")
+      }
+    }
+    let text: string
+    try {
+      text = decoder.decode(bytes)
+    } catch {
+      return refuse(res, "invalid_json", "invalid UTF-8")
+    }
+    const result = ingest.admit(text, Date.now())
+    if (result._tag === "Accepted") return send(res, 202, `{"accepted":${result.count}}`)
+    return reject(res, result.rejection, result.retryAfter === undefined ? undefined : retryAfter(result.retryAfter))
+  }
+
+  const ingestRoute = (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean) => {
+    if (req.method !== "POST") return refuse(res, "method_not_allowed", "method not allowed", { allow: "POST" })
+    if (!lifecycle.intakeOpen) {
+      return refuse(res, "draining", "shutting down", { ...retryAfter(queue.retryAfterSeconds()), connection: "close" })
+    }
+    if (!isJsonContentType(req.headers["content-type"])) {
+      return refuse(res, "unsupported_media_type", "content-type must be application/json")
+    }
+    const encoding = contentEncoding(req.headers["content-encoding"])
+    if (encoding === undefined) return refuse(res, "unsupported_encoding", "content-encoding must be identity or gzip")
+    const declared = req.headers["content-length"]
+    if (declared !== undefined && Number(declared) > config.maxBodyBytes) {
+      return refuse(res, "too_large", `body larger than ${config.maxBodyBytes} bytes`)
+    }
+    const authorization = req.headers.authorization
+    if (ingest.authRequired && authorization !== undefined) {
+      const token = bearerToken(authorization)
+      if (token === undefined || !ingest.tokenAllowed(token)) return refuse(res, "unauthorized", "token not allowed")
+    }
+    if (expectsContinue) res.writeContinue()
+
+    const chunks: Array<Buffer> = []
+    let size = 0
+    let done = false
+    req.on("data", (chunk: Buffer) => {
+      if (done) return
+      size += chunk.length
+      if (size > config.maxBodyBytes) {
+        done = true
+        chunks.length = 0
+        return refuse(res, "too_large", `body larger than ${config.maxBodyBytes} bytes`, { connection: "close" })
+      }
+      chunks.push(chunk)
+    })
+    req.on("end", () => {
+      if (done) return
+      done = true
+      admitBody(res, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size), encoding)
+    })
+    req.on("error", () => {
+      done = true
+    })
+  }
+
+  const renderMetrics = (res: ServerResponse) =>
+    runFork(
+      metrics.render.pipe(
+        Effect.match({
+          onFailure: () => send(res, 500, JSON.stringify({ error: "metrics unavailable" })),
+          onSuccess: (text) => {
+            res.writeHead(200, { "content-type": metrics.contentType, "content-length": String(Buffer.byteLength(text)) })
+            res.end(text)
+          }
+        })
+      )
+    )
+
+  const probe = (req: IncomingMessage, res: ServerResponse, answer: () => void) => {
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return refuse(res, "method_not_allowed", "method not allowed", { allow: "GET, HEAD" })
+    }
+    answer()
+  }
+
+  const route = (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean) => {
+    const url = req.url ?? "/"
+    const query = url.indexOf("?")
+    const path = query < 0 ? url : url.slice(0, query)
+    switch (path) {
+      case INGEST_PATH:
+        return ingestRoute(req, res, expectsContinue)
+      case "/healthz":
+        return probe(req, res, () => send(res, 200, `{"status":"ok"}`))
+      case "/readyz":
+        return probe(req, res, () =>
+          lifecycle.ready
+            ? send(res, 200, `{"status":"ready"}`)
+            : send(res, 503, `{"status":"not ready"}`, retryAfter(queue.retryAfterSeconds())))
+      case "/metrics":
+        return probe(req, res, () => renderMetrics(res))
+      default:
+        return refuse(res, "not_found", "not found")
+    }
+  }
+
+  const guarded = (expectsContinue: boolean) => (req: IncomingMessage, res: ServerResponse) => {
+    try {
+      route(req, res, expectsContinue)
+    } catch (error) {
+      runFork(Effect.logError("request handler failed", error))
+      send(res, 500, `{"error":"internal error"}`)
+    }
+  }
+
+  const server = createServer({
+    requestTimeout: config.requestTimeoutMs,
+    headersTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    // Node checks request deadlines on this interval: 408 arrives within about a second.
+    connectionsCheckingInterval: Math.min(1000, config.requestTimeoutMs)
+  }, guarded(false))
+
+  // Answer `Expect: 100-continue` only after the header checks passed, so a refused client
+  // never sends its body.
+  server.on("checkContinue", guarded(true))
+
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => {
+    const response = responseOnSocket(socket)
+    if (!socket.writable || response?.headersSent === true) return socket.destroy()
+    const status = error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? 408
+      : error.code === "HPE_HEADER_OVERFLOW"
+      ? 431
+      : error.code === "ECONNRESET"
+      ? 0
+      : 400
+    if (status === 0) return socket.destroy()
+    if (status === 408) metrics.rejected("timeout")
+    const body = JSON.stringify({ error: STATUS_CODES[status]?.toLowerCase() ?? "bad request" })
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${JSON_TYPE}\r\nContent-Length: ${
+        Buffer.byteLength(body)
+      }\r\nConnection: close\r\n\r\n${body}`
+    )
+  })
+
+  const listen = Effect.async<void, ListenError>((resume) => {
+    const onError = (error: Error) => resume(Effect.fail(new ListenError({ message: error.message })))
+    server.once("error", onError)
+    server.listen(config.port, config.host, () => {
+      server.off("error", onError)
+      resume(Effect.void)
+    })
+  })
+
+  const closeListener = Effect.gen(function*() {
+    const closed = yield* Deferred.make<void>()
+    server.close(() => Deferred.unsafeDone(closed, Exit.void))
+    const inTime = yield* Effect.timeoutOption(Deferred.await(closed), CLOSE_GRACE)
+    if (Option.isNone(inTime)) {
+      server.closeAllConnections()
+      yield* Effect.timeoutOption(Deferred.await(closed), CLOSE_GRACE)
+    }
+  })
+
+  const shutdown = Effect.gen(function*() {
+    const started = yield* Clock.currentTimeMillis
+    const deadline = beginShutdown(lifecycle, started, config.shutdownTimeoutMs)
+    const drainUntil = deadline - Math.min(SHUTDOWN_RESERVE_MILLIS, config.shutdownTimeoutMs / 2)
+    yield* Effect.logInfo("draining").pipe(Effect.annotateLogs({ ...queue.stats(), delayMs: config.shutdownDelayMs }))
+    if (config.shutdownDelayMs > 0) {
+      yield* Effect.sleep(Duration.millis(Math.max(0, Math.min(config.shutdownDelayMs, drainUntil - started))))
+    }
+    lifecycle.intakeOpen = false
+    // Finalizers run uninterruptibly and a fork inherits that: mark the sweeper interruptible.
+    const sweeper = yield* Effect.fork(
+      Effect.interruptible(
+        Effect.sync(() => server.closeIdleConnections()).pipe(Effect.repeat(Schedule.spaced(IDLE_SWEEP)))
+      )
+    )
+    const drained = yield* queue.awaitIdle(drainUntil)
+    yield* Effect.logInfo(drained ? "queue drained" : "drain budget spent").pipe(Effect.annotateLogs({ ...queue.stats() }))
+    yield* Fiber.interrupt(sweeper)
+    yield* closeListener
+    yield* Effect.logInfo("listener closed")
+  })
+
+  yield* Effect.acquireRelease(listen, () => shutdown)
+  const address = server.address()
+  const port = typeof address === "object" && address !== null ? address.port : config.port
+  yield* Effect.logInfo("listening").pipe(
+    Effect.annotateLogs({ host: config.host, port, storage: config.storage, workers: config.maxWorkers })
+  )
+})
+
+export const IngestServerLive: Layer.Layer<never, ListenError, AppConfig | Ingest | JobQueue | Metrics | Lifecycle> =
+  Layer.scopedDiscard(make)

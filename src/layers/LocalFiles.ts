@@ -1,0 +1,82 @@
+/**
+ * Durable file writes for the embedded store and the dead-letter directory: write a temporary
+ * file, fsync it, rename it into place, fsync the directory. A file that exists is complete and
+ * durable, as an S3 200 is. Temporary files live under `DATA_DIR/.tmp` (same file system, so the
+ * rename is atomic) and are cleared at start: no scan of the object tree is needed.
+ */
+import { randomBytes } from "node:crypto"
+import type { PlatformError } from "@effect/platform/Error"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
+import * as Effect from "effect/Effect"
+import { StoreError } from "../services/ObjectStore.js"
+
+export interface DurableWriter {
+  /** Writes `body` to `relative` under the root, atomically and durably. */
+  readonly write: (relative: string, body: Uint8Array) => Effect.Effect<void, StoreError>
+}
+
+const toStoreError = (what: string) => (error: PlatformError): StoreError =>
+  new StoreError({
+    retryable: !(error._tag === "SystemError" && (error.reason === "PermissionDenied" || error.reason === "BadResource")),
+    reason: `${what}: ${error.message}`
+  })
+
+/**
+ * A writer rooted at `root`, with its temporary files in `tempDir`. Files left in `tempDir` by
+ * an earlier run (a crash mid-write) are removed first.
+ */
+export const makeDurableWriter = (root: string, tempDir: string) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const known = new Set<string>()
+    yield* Effect.mapError(
+      Effect.zipRight(fs.remove(tempDir, { recursive: true, force: true }), fs.makeDirectory(tempDir, { recursive: true })),
+      toStoreError("cannot prepare temporary directory")
+    )
+
+    const syncDirectory = (dir: string) =>
+      Effect.scoped(Effect.flatMap(fs.open(dir, { flag: "r" }), (handle) => handle.sync))
+
+    // A new directory's own entry must reach its parent's disk record too.
+    const ensureDirectory = (dir: string): Effect.Effect<void, PlatformError> =>
+      Effect.suspend(() => {
+        if (known.has(dir)) return Effect.void
+        const parent = path.dirname(dir)
+        return Effect.gen(function*() {
+          if (dir !== root && parent !== dir) yield* ensureDirectory(parent)
+          if (!(yield* fs.exists(dir))) {
+            yield* fs.makeDirectory(dir, { recursive: true })
+            yield* syncDirectory(parent)
+          }
+          known.add(dir)
+        })
+      })
+
+    yield* Effect.mapError(ensureDirectory(root), toStoreError("cannot create directory"))
+
+    const write = (relative: string, body: Uint8Array) => {
+      const target = path.join(root, relative)
+      const dir = path.dirname(target)
+      const temp = path.join(tempDir, `${path.basename(target)}.${randomBytes(6).toString("hex")}`)
+      const removeTemp = fs.remove(temp, { force: true }).pipe(Effect.ignore)
+      return Effect.gen(function*() {
+        yield* ensureDirectory(dir)
+        yield* Effect.scoped(
+          Effect.gen(function*() {
+            const handle = yield* fs.open(temp, { flag: "w" })
+            yield* handle.writeAll(body)
+            yield* handle.sync
+          })
+        )
+        yield* fs.rename(temp, target)
+        yield* syncDirectory(dir)
+      }).pipe(
+        Effect.onError(() => removeTemp),
+        Effect.mapError(toStoreError("write failed"))
+      )
+    }
+
+    return { write } satisfies DurableWriter
+  })

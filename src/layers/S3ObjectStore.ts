@@ -1,0 +1,90 @@
+/**
+ * The S3 store (`STORAGE=s3`, any S3-compatible endpoint). The SDK is loaded with a dynamic
+ * import when this layer is built, so the embedded store never pays for it at start-up.
+ * The client is a scoped resource (destroyed with the layer); SDK retries are off because the
+ * Uploader owns timeouts and retries; every request takes the AbortSignal of its attempt, so a
+ * deadline or an interruption closes the socket instead of letting a late PUT land.
+ */
+import { Agent as HttpAgent } from "node:http"
+import { Agent as HttpsAgent } from "node:https"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { isRetryableFailure } from "../domain/StoreFailure.js"
+import { AppConfig, type Settings } from "../services/AppConfig.js"
+import { ObjectStore, StoreError } from "../services/ObjectStore.js"
+
+interface SdkFailure {
+  readonly name?: string
+  readonly code?: string
+  readonly message?: string
+  readonly $metadata?: { readonly httpStatusCode?: number }
+}
+
+/** Maps whatever the SDK threw to a StoreError: retryable or permanent, with a short reason. */
+export const classifyS3Failure = (cause: unknown): StoreError => {
+  const failure: SdkFailure = typeof cause === "object" && cause !== null ? cause : {}
+  const httpStatus = failure.$metadata?.httpStatusCode
+  const retryable = isRetryableFailure({
+    httpStatus,
+    code: failure.name,
+    systemCode: failure.code,
+    message: failure.message
+  })
+  const status = httpStatus === undefined ? "" : ` (HTTP ${httpStatus})`
+  return new StoreError({ retryable, reason: `${failure.name ?? "Error"}${status}: ${failure.message ?? String(cause)}` })
+}
+
+export type S3Settings = Pick<
+  Settings,
+  "s3Bucket" | "s3Region" | "s3Endpoint" | "s3ForcePathStyle" | "s3Checksum" | "maxWorkers" | "uploadTimeoutMs"
+>
+
+export const makeS3ObjectStore = (settings: S3Settings) =>
+  Effect.gen(function*() {
+    // The SDK warns on every start under Node 20; the operator cannot act on it at run time.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true"
+    const { PutObjectCommand, S3Client } = yield* Effect.promise(() => import("@aws-sdk/client-s3"))
+    const bucket = settings.s3Bucket ?? ""
+    // Keep-alive sockets for every worker, plus headroom for a retry racing a closing socket.
+    const agentOptions = { keepAlive: true, maxSockets: settings.maxWorkers + 4 }
+    const client = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        new S3Client({
+          region: settings.s3Region,
+          ...(settings.s3Endpoint === undefined ? {} : { endpoint: settings.s3Endpoint }),
+          forcePathStyle: settings.s3ForcePathStyle,
+          maxAttempts: 1,
+          requestChecksumCalculation: settings.s3Checksum,
+          responseChecksumValidation: "WHEN_REQUIRED",
+          requestHandler: {
+            httpAgent: new HttpAgent(agentOptions),
+            httpsAgent: new HttpsAgent(agentOptions),
+            connectionTimeout: Math.min(5_000, settings.uploadTimeoutMs)
+          }
+        })
+      ),
+      (c) => Effect.sync(() => c.destroy())
+    )
+    return ObjectStore.of({
+      put: (key, body) =>
+        Effect.tryPromise({
+          try: (signal) =>
+            client.send(
+              new PutObjectCommand({
+                Bucket: bucket,
+                Key: key,
+                Body: body,
+                ContentLength: body.byteLength,
+                ContentType: "application/x-ndjson"
+              }),
+              { abortSignal: signal }
+            ),
+          catch: classifyS3Failure
+        }).pipe(Effect.asVoid)
+    })
+  })
+
+export const S3ObjectStoreLive: Layer.Layer<ObjectStore, never, AppConfig> = Layer.scoped(
+  ObjectStore,
+  Effect.flatMap(AppConfig, makeS3ObjectStore)
+)

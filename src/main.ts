@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+/**
+ * `node dist/main.js service | --help`. Settings come from the environment and flags; the app
+ * runs under `NodeRuntime.runMain`, whose `teardown` turns the shutdown summary into the exit
+ * code (DESIGN §3): 0 clean, 1 dead-lettered (or failed to start), 2 lost.
+ */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Cause from "effect/Cause"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import { parseArgs } from "./domain/Cli.js"
+import { ServiceLive } from "./layers/App.js"
+import { LoggingLive } from "./layers/Logging.js"
+import { helpText, loadSettings, settingDocs } from "./services/AppConfig.js"
+import { makeLifecycle } from "./services/Lifecycle.js"
+
+const request = parseArgs(process.argv.slice(2), new Set(settingDocs.map((doc) => doc.variable)))
+
+const fail = (message: string) => Console.error(`s3-ingest: ${message}`).pipe(Effect.zipRight(Effect.fail(1)))
+
+const service = (flags: ReadonlyMap<string, string>) => {
+  const lifecycle = makeLifecycle()
+  const program = loadSettings.pipe(
+    Effect.catchTag("ConfigInvalid", (e) => fail(`invalid configuration: ${e.variable} ${e.message}`)),
+    Effect.flatMap((settings) =>
+      Layer.launch(ServiceLive(settings, lifecycle)).pipe(
+        Effect.tapErrorCause((cause) => Effect.logFatal("service failed", cause)),
+        Effect.provide(LoggingLive(settings.logLevel))
+      )
+    ),
+    Effect.provide(NodeFileSystem.layer),
+    Effect.withConfigProvider(
+      ConfigProvider.fromMap(new Map(flags)).pipe(ConfigProvider.orElse(() => ConfigProvider.fromEnv()))
+    )
+  )
+  NodeRuntime.runMain(program, {
+    disableErrorReporting: true,
+    disablePrettyLogger: true,
+    teardown: (exit, onExit) =>
+      onExit(Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? 1 : lifecycle.exitCode)
+  })
+}
+
+switch (request._tag) {
+  case "Help":
+    process.stdout.write(helpText() + "\n")
+    break
+  case "Invalid":
+    process.stderr.write(`s3-ingest: ${request.message}\n`)
+    process.exitCode = 1
+    break
+  case "Run":
+    if (request.command === "service") service(request.flags)
+    else {
+      process.stderr.write("s3-ingest: replay is not available in this version\n")
+      process.exitCode = 1
+    }
+}

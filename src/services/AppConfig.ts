@@ -1,0 +1,289 @@
+/**
+ * Settings of DESIGN §5: one table drives parsing, validation, defaults and `--help`.
+ * Values come from the environment; `--kebab-case` flags override them (main.ts installs a
+ * ConfigProvider that reads flags first).
+ */
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { variableToFlag } from "../domain/Cli.js"
+import { normalisePrefix } from "../domain/Keys.js"
+
+export type Storage = "local" | "s3"
+export type Checksum = "WHEN_REQUIRED" | "WHEN_SUPPORTED"
+export type LogLevelName = "all" | "trace" | "debug" | "info" | "warning" | "error" | "fatal" | "none"
+
+export interface Settings {
+  readonly host: string
+  readonly port: number
+  readonly maxWorkers: number
+  readonly maxQueue: number
+  readonly maxQueueBytes: number
+  readonly maxPayloadsPerRequest: number
+  readonly batchMaxItems: number
+  readonly batchMaxBytes: number
+  readonly batchMaxWaitMs: number
+  readonly maxBodyBytes: number
+  readonly maxJsonDepth: number
+  readonly requestTimeoutMs: number
+  readonly keepAliveTimeoutMs: number
+  readonly uploadTimeoutMs: number
+  readonly uploadRetries: number
+  readonly breakerFailures: number
+  readonly breakerCooldownMs: number
+  readonly shedHighWater: number
+  readonly shutdownTimeoutMs: number
+  readonly shutdownDelayMs: number
+  readonly storage: Storage
+  readonly dataDir: string
+  readonly s3Bucket: string | undefined
+  /** Normalised: no leading or trailing "/"; "" means keys start at the year. */
+  readonly s3Prefix: string
+  readonly s3Region: string
+  readonly s3Endpoint: string | undefined
+  readonly s3ForcePathStyle: boolean
+  readonly s3Checksum: Checksum
+  /** The allow-list of ingest tokens, or `undefined` when any token is accepted. */
+  readonly ingestTokens: ReadonlyArray<string> | undefined
+  readonly storeFaults: string | undefined
+  readonly logLevel: LogLevelName
+}
+
+export class AppConfig extends Context.Tag("s3-ingest/AppConfig")<AppConfig, Settings>() {}
+
+/** Start-up refused: names the setting at fault. */
+export class ConfigInvalid extends Data.TaggedError("ConfigInvalid")<{
+  readonly variable: string
+  readonly message: string
+}> {}
+
+interface SettingDoc {
+  readonly variable: string
+  readonly default: string
+  readonly help: string
+}
+
+const docs: Array<SettingDoc> = []
+
+const describe = <A>(variable: string, defaultText: string, help: string, config: Config.Config<A>) => {
+  docs.push({ variable, default: defaultText, help })
+  return config
+}
+
+const int = (variable: string, fallback: number, min: 0 | 1, help: string) =>
+  describe(
+    variable,
+    String(fallback),
+    help,
+    Config.integer(variable).pipe(
+      Config.validate({ message: `must be an integer ≥ ${min}`, validation: (n) => n >= min }),
+      Config.withDefault(fallback)
+    )
+  )
+
+const text = (variable: string, fallback: string, help: string) =>
+  describe(variable, fallback === "" ? '""' : fallback, help, Config.string(variable).pipe(Config.withDefault(fallback)))
+
+const optionalText = (variable: string, help: string) =>
+  describe(
+    variable,
+    "unset",
+    help,
+    Config.string(variable).pipe(Config.option, Config.map(Option.getOrUndefined))
+  )
+
+const oneOf = <const L extends ReadonlyArray<string>>(variable: string, fallback: L[number], help: string, ...values: L) =>
+  describe(
+    variable,
+    fallback,
+    `${help} (${values.join(" | ")})`,
+    Config.literal(...values)(variable).pipe(Config.withDefault(fallback))
+  )
+
+const settingsConfig = Config.all({
+  host: text("HOST", "0.0.0.0", "listen address"),
+  port: describe(
+    "PORT",
+    "8080",
+    "listen port (0 picks a free port)",
+    Config.integer("PORT").pipe(
+      Config.validate({ message: "must be an integer from 0 to 65535", validation: (n) => n >= 0 && n <= 65535 }),
+      Config.withDefault(8080)
+    )
+  ),
+  maxWorkers: int("MAX_WORKERS", 16, 1, "upload fibers"),
+  maxQueue: int("MAX_QUEUE", 100_000, 1, "queued payloads (bound)"),
+  maxQueueBytes: int("MAX_QUEUE_BYTES", 67_108_864, 1, "encoded bytes of queued payloads (bound)"),
+  maxPayloadsPerRequest: int("MAX_PAYLOADS_PER_REQUEST", 10_000, 1, "more payloads in one collection → 413"),
+  batchMaxItems: int("BATCH_MAX_ITEMS", 1000, 1, "payloads per object"),
+  batchMaxBytes: int("BATCH_MAX_BYTES", 8_388_608, 1, "bytes per object"),
+  batchMaxWaitMs: int("BATCH_MAX_WAIT_MS", 200, 0, "time a batch stays open after its first payload"),
+  maxBodyBytes: int("MAX_BODY_BYTES", 1_048_576, 1, "request body limit, after gzip inflation"),
+  maxJsonDepth: int("MAX_JSON_DEPTH", 64, 1, "deeper nesting anywhere in the body → 400"),
+  requestTimeoutMs: int("REQUEST_TIMEOUT_MS", 10_000, 1, "the whole request must arrive in time (408)"),
+  keepAliveTimeoutMs: int("KEEP_ALIVE_TIMEOUT_MS", 65_000, 1, "idle keep-alive timeout"),
+  uploadTimeoutMs: int("UPLOAD_TIMEOUT_MS", 10_000, 1, "deadline of one upload attempt"),
+  uploadRetries: int("UPLOAD_RETRIES", 5, 0, "retries after the first attempt"),
+  breakerFailures: int("BREAKER_FAILURES", 5, 1, "consecutive retryable failures that open the breaker"),
+  breakerCooldownMs: int("BREAKER_COOLDOWN_MS", 1000, 1, "breaker open time before a probe"),
+  shedHighWater: describe(
+    "SHED_HIGH_WATER",
+    "0.8",
+    "queue fill above which intake sheds while the breaker is open",
+    Config.number("SHED_HIGH_WATER").pipe(
+      Config.validate({ message: "must be a number in (0, 1]", validation: (n) => n > 0 && n <= 1 }),
+      Config.withDefault(0.8)
+    )
+  ),
+  shutdownTimeoutMs: int("SHUTDOWN_TIMEOUT_MS", 25_000, 1, "signal → exit budget"),
+  shutdownDelayMs: int("SHUTDOWN_DELAY_MS", 0, 0, "intake kept open after the signal"),
+  storage: oneOf("STORAGE", "local", "object store", "local", "s3"),
+  dataDir: text("DATA_DIR", "./data", "local objects, dead-letter, lock file"),
+  s3Bucket: optionalText("S3_BUCKET", "S3 bucket (required with STORAGE=s3)"),
+  s3Prefix: text("S3_PREFIX", "payloads", "key prefix (both stores)").pipe(Config.map(normalisePrefix)),
+  s3Region: describe(
+    "S3_REGION",
+    "AWS_REGION, else us-east-1",
+    "S3 region",
+    Config.string("S3_REGION").pipe(
+      Config.orElse(() => Config.string("AWS_REGION")),
+      Config.withDefault("us-east-1")
+    )
+  ),
+  s3Endpoint: optionalText("S3_ENDPOINT", "S3-compatible endpoint URL"),
+  s3ForcePathStyle: describe(
+    "S3_FORCE_PATH_STYLE",
+    "false",
+    "path-style bucket addressing",
+    Config.boolean("S3_FORCE_PATH_STYLE").pipe(Config.withDefault(false))
+  ),
+  s3Checksum: oneOf("S3_CHECKSUM", "WHEN_REQUIRED", "request checksums", "WHEN_REQUIRED", "WHEN_SUPPORTED"),
+  ingestTokens: optionalText("INGEST_TOKENS", "comma-separated token allow-list"),
+  ingestTokensFile: optionalText("INGEST_TOKENS_FILE", "file with one allowed token per line"),
+  storeFaults: optionalText("STORE_FAULTS", "fault injection around the store"),
+  logLevel: oneOf(
+    "LOG_LEVEL",
+    "info",
+    "log level",
+    "all",
+    "trace",
+    "debug",
+    "info",
+    "warning",
+    "error",
+    "fatal",
+    "none"
+  )
+})
+
+/** The settings table for `--help`. */
+export const settingDocs: ReadonlyArray<SettingDoc> = docs
+
+/** The leaves of a ConfigError, invalid values before missing ones (flags fall back to env). */
+const leaves = (error: ConfigError.ConfigError): Array<ConfigError.ConfigError> =>
+  error._op === "And" || error._op === "Or" ? [...leaves(error.left), ...leaves(error.right)] : [error]
+
+/** Turns a ConfigError into one line naming the variable at fault. */
+const firstProblem = (error: ConfigError.ConfigError): ConfigInvalid => {
+  const all = leaves(error)
+  const leaf = all.find((e) => e._op === "InvalidData") ?? all[0] ?? error
+  const variable = leaf._op === "And" || leaf._op === "Or" ? "configuration" : leaf.path.join("_")
+  const message = leaf.message.replace(/^Expected (.*) but received (.*)$/, "expected $1, got \"$2\"")
+  return new ConfigInvalid({ variable, message })
+}
+
+const splitTokens = (raw: string, separator: RegExp): Array<string> =>
+  raw.split(separator).map((t) => t.trim()).filter((t) => t.length > 0)
+
+/** Loads and checks every setting; reads `INGEST_TOKENS_FILE` when given. */
+export const loadSettings: Effect.Effect<Settings, ConfigInvalid, FileSystem.FileSystem> = Effect.gen(function*() {
+  const raw = yield* Effect.mapError(settingsConfig, firstProblem)
+  if (raw.storage === "s3" && (raw.s3Bucket === undefined || raw.s3Bucket === "")) {
+    return yield* new ConfigInvalid({ variable: "S3_BUCKET", message: "is required with STORAGE=s3" })
+  }
+  if (raw.storeFaults !== undefined) {
+    return yield* new ConfigInvalid({ variable: "STORE_FAULTS", message: "fault injection is not available in this version" })
+  }
+  let tokens: Array<string> | undefined = raw.ingestTokens === undefined
+    ? undefined
+    : splitTokens(raw.ingestTokens, /,/)
+  if (raw.ingestTokensFile !== undefined) {
+    const fs = yield* FileSystem.FileSystem
+    const content = yield* fs.readFileString(raw.ingestTokensFile).pipe(
+      Effect.mapError(() =>
+        new ConfigInvalid({ variable: "INGEST_TOKENS_FILE", message: "cannot be read" })
+      )
+    )
+    tokens = [...(tokens ?? []), ...splitTokens(content, /\r?\n/)]
+  }
+  if (tokens !== undefined && tokens.length === 0) {
+    const variable = raw.ingestTokensFile !== undefined ? "INGEST_TOKENS_FILE" : "INGEST_TOKENS"
+    return yield* new ConfigInvalid({ variable, message: "holds no token" })
+  }
+  const { ingestTokensFile: _file, ...settings } = raw
+  return { ...settings, ingestTokens: tokens }
+})
+
+export const layer: Layer.Layer<AppConfig, ConfigInvalid, FileSystem.FileSystem> = Layer.effect(AppConfig, loadSettings)
+
+/** Defaults of the table, for tests that override a few fields. */
+export const defaults: Settings = {
+  host: "127.0.0.1",
+  port: 0,
+  maxWorkers: 16,
+  maxQueue: 100_000,
+  maxQueueBytes: 67_108_864,
+  maxPayloadsPerRequest: 10_000,
+  batchMaxItems: 1000,
+  batchMaxBytes: 8_388_608,
+  batchMaxWaitMs: 200,
+  maxBodyBytes: 1_048_576,
+  maxJsonDepth: 64,
+  requestTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 65_000,
+  uploadTimeoutMs: 10_000,
+  uploadRetries: 5,
+  breakerFailures: 5,
+  breakerCooldownMs: 1000,
+  shedHighWater: 0.8,
+  shutdownTimeoutMs: 25_000,
+  shutdownDelayMs: 0,
+  storage: "local",
+  dataDir: "./data",
+  s3Bucket: undefined,
+  s3Prefix: "payloads",
+  s3Region: "us-east-1",
+  s3Endpoint: undefined,
+  s3ForcePathStyle: false,
+  s3Checksum: "WHEN_REQUIRED",
+  ingestTokens: undefined,
+  storeFaults: undefined,
+  logLevel: "info"
+}
+
+export const testLayer = (overrides: Partial<Settings> = {}): Layer.Layer<AppConfig> =>
+  Layer.succeed(AppConfig, { ...defaults, ...overrides })
+
+/** `--help`: commands, and every setting with its flag and default. */
+export const helpText = (): string => {
+  const rows = settingDocs.map((doc) => [`${doc.variable} / ${variableToFlag(doc.variable)}`, doc.default, doc.help])
+  const widths = [0, 1].map((column) => Math.max(...rows.map((row) => row[column]!.length)))
+  const table = rows.map((row) => `  ${row[0]!.padEnd(widths[0]!)}  ${row[1]!.padEnd(widths[1]!)}  ${row[2]}`)
+  return [
+    "s3-ingest: HTTP JSON ingest that batches payloads into NDJSON objects on S3",
+    "",
+    "Usage:",
+    "  node dist/main.js service [--setting value ...]   run the ingest service",
+    "  node dist/main.js --help                          this text",
+    "",
+    "Settings (environment variable / flag, default, meaning); a flag overrides the variable:",
+    ...table,
+    "",
+    "Exit codes: 0 clean, 1 bad configuration or payloads dead-lettered at shutdown, 2 payloads lost."
+  ].join("\n")
+}

@@ -1,0 +1,70 @@
+/**
+ * Admission of one collection, synchronous from start to end (DESIGN §2): parse and validate,
+ * check the token, then offer every payload to the queue at once or none of them. Returns a
+ * value the edge turns into a response; nothing here waits, so the edge needs no fiber.
+ */
+import { createHash, timingSafeEqual } from "node:crypto"
+import * as Effect from "effect/Effect"
+import { parseCollection } from "../domain/Collection.js"
+import type { Rejection } from "../domain/Rejection.js"
+import { AppConfig } from "./AppConfig.js"
+import { JobQueue } from "./JobQueue.js"
+
+export type AdmitResult =
+  | { readonly _tag: "Accepted"; readonly count: number }
+  | { readonly _tag: "Rejected"; readonly rejection: Rejection; readonly retryAfter?: number }
+
+const rejected = (rejection: Rejection, retryAfter?: number): AdmitResult =>
+  retryAfter === undefined ? { _tag: "Rejected", rejection } : { _tag: "Rejected", rejection, retryAfter }
+
+const digest = (token: string): Buffer => createHash("sha256").update(token, "utf8").digest()
+
+/**
+ * Constant-time membership: every allowed token is compared, each through a fixed-length
+ * digest, so neither the position of a match nor a common prefix shows in the timing.
+ */
+export const makeTokenCheck = (allowed: ReadonlyArray<string> | undefined): (token: string) => boolean => {
+  if (allowed === undefined) return () => true
+  const digests = allowed.map(digest)
+  return (token) => {
+    const candidate = digest(token)
+    let match = false
+    for (const d of digests) match = timingSafeEqual(d, candidate) || match
+    return match
+  }
+}
+
+const make = Effect.gen(function*() {
+  const config = yield* AppConfig
+  const queue = yield* JobQueue
+  const tokenAllowed = makeTokenCheck(config.ingestTokens)
+
+  const admit = (text: string, now: number): AdmitResult => {
+    const parsed = parseCollection(text, config.maxJsonDepth)
+    if (parsed._tag === "Invalid") return rejected(parsed.error)
+    const { lines, token } = parsed.collection
+    if (!tokenAllowed(token)) return rejected({ reason: "unauthorized", message: "token not allowed" })
+    if (lines.length > config.maxPayloadsPerRequest) {
+      return rejected({ reason: "too_many_payloads", message: `more than ${config.maxPayloadsPerRequest} payloads` })
+    }
+    switch (queue.offerAll(lines, now)) {
+      case "admitted":
+        return { _tag: "Accepted", count: lines.length }
+      case "too_large":
+        return rejected({ reason: "too_many_payloads", message: "collection larger than the queue" })
+      case "closed":
+        return rejected({ reason: "draining", message: "shutting down" }, queue.retryAfterSeconds())
+      case "full":
+        return rejected({ reason: "queue_full", message: "queue full, retry later" }, queue.retryAfterSeconds())
+    }
+  }
+
+  return {
+    admit,
+    /** `Authorization: Bearer <t>` check, before the body is read. */
+    tokenAllowed,
+    authRequired: config.ingestTokens !== undefined
+  } as const
+})
+
+export class Ingest extends Effect.Service<Ingest>()("s3-ingest/Ingest", { effect: make }) {}

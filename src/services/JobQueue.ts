@@ -1,0 +1,353 @@
+/**
+ * The bounded job queue and its workers (DESIGN §2, §3).
+ *
+ * A job is a payload already encoded as its NDJSON line. Admission is synchronous and
+ * all-or-nothing: capacity (payloads and bytes) is checked and every line offered in one JS
+ * turn, so no fiber can interleave. `MAX_WORKERS` fibers, forked in this layer's scope, each
+ * build their own batch (closed on items, bytes or wait), key it once, and hand it to the
+ * Uploader; a batch that cannot be stored is dead-lettered under its key.
+ *
+ * Shutdown: the finalizer drains while the workers live, then interrupts them (in-flight
+ * uploads are aborted) and dead-letters whatever was not stored, so that at every moment
+ * accepted = stored + deadLettered + lost + queued + inFlight.
+ */
+import { randomBytes } from "node:crypto"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import { encodeBatch, type Job, lineBytes } from "../domain/Batch.js"
+import { objectKey } from "../domain/Keys.js"
+import { AppConfig } from "./AppConfig.js"
+import { beginShutdown, Lifecycle } from "./Lifecycle.js"
+import { Metrics } from "./Metrics.js"
+import { DeadLetter, ObjectStore, type StoreError } from "./ObjectStore.js"
+import { makeUploader } from "./Uploader.js"
+
+export type Admission = "admitted" | "full" | "too_large" | "closed"
+
+export interface QueueStats {
+  readonly accepted: number
+  readonly stored: number
+  readonly deadLettered: number
+  readonly lost: number
+  readonly queued: number
+  readonly queuedBytes: number
+  readonly inFlight: number
+}
+
+/** What one worker holds: the batch it is building or uploading, and lines kept for the next. */
+interface WorkerHold {
+  jobs: Array<Job>
+  bytes: number
+  key: string | undefined
+  carry: Array<Job>
+}
+
+/** Time kept back from the shutdown budget for closing the listener and dead-lettering. */
+export const SHUTDOWN_RESERVE_MILLIS = 2_000
+
+const make = Effect.gen(function*() {
+  const config = yield* AppConfig
+  const store = yield* ObjectStore
+  const deadLetter = yield* DeadLetter
+  const metrics = yield* Metrics
+  const lifecycle = yield* Lifecycle
+  const upload = makeUploader(store, metrics, config)
+
+  const queue = yield* Queue.bounded<Job>(config.maxQueue)
+  const instance = randomBytes(4).toString("hex")
+  let sequence = 0
+
+  let accepted = 0
+  let stored = 0
+  let deadLettered = 0
+  let lost = 0
+  let queuedBytes = 0
+  let inFlight = 0
+  // Open exactly when nothing is queued or in flight: the drain waits on it.
+  const idle = yield* Effect.makeLatch(true)
+  // Opened by admission: wakes workers that wait for more lines to fill a batch.
+  const arrivals = yield* Effect.makeLatch(false)
+  const holds: Array<WorkerHold> = []
+
+  // Drain rate for Retry-After: payloads stored per second, smoothed over whole seconds.
+  let rateSecond = 0
+  let storedThisSecond = 0
+  let storedPerSecond = 0
+  const recordStoredRate = (count: number, now: number) => {
+    const second = Math.floor(now / 1000)
+    if (second !== rateSecond) {
+      const gap = second - rateSecond
+      storedPerSecond = gap === 1 ? (storedPerSecond + storedThisSecond) / 2 : storedThisSecond / gap
+      rateSecond = second
+      storedThisSecond = 0
+    }
+    storedThisSecond += count
+  }
+
+  const queuedPayloads = () => Math.max(0, Option.getOrElse(queue.unsafeSize(), () => 0))
+
+  metrics.setQueueProbe({
+    queuedPayloads,
+    queuedBytes: () => queuedBytes,
+    inFlightPayloads: () => inFlight
+  })
+
+  const settle = (count: number) => {
+    inFlight -= count
+    if (inFlight === 0 && queuedPayloads() === 0) idle.unsafeOpen()
+  }
+
+  /** All-or-nothing admission of one collection's lines. Synchronous: call it in one JS turn. */
+  const offerAll = (lines: ReadonlyArray<string>, acceptedAt: number): Admission => {
+    if (!lifecycle.intakeOpen) return "closed"
+    const count = lines.length
+    const jobs = new Array<Job>(count)
+    let bytes = 0
+    for (let i = 0; i < count; i++) {
+      const line = lines[i]!
+      const size = lineBytes(line)
+      bytes += size
+      jobs[i] = { line, bytes: size, acceptedAt }
+    }
+    if (count > config.maxQueue || bytes > config.maxQueueBytes) return "too_large"
+    if (queuedPayloads() + count > config.maxQueue || queuedBytes + bytes > config.maxQueueBytes) return "full"
+    for (let i = 0; i < count; i++) queue.unsafeOffer(jobs[i]!)
+    queuedBytes += bytes
+    accepted += count
+    metrics.payloadsAccepted.inc(count)
+    idle.unsafeClose()
+    arrivals.unsafeOpen()
+    return "admitted"
+  }
+
+  /** Puts a job in the batch, or keeps it for the next one when it would overflow the bytes. */
+  const place = (hold: WorkerHold, job: Job) => {
+    if (hold.jobs.length > 0 && hold.bytes + job.bytes > config.batchMaxBytes) {
+      hold.carry.push(job)
+    } else {
+      hold.jobs.push(job)
+      hold.bytes += job.bytes
+    }
+  }
+
+  const take = (hold: WorkerHold, jobs: ReadonlyArray<Job>) => {
+    for (const job of jobs) {
+      queuedBytes -= job.bytes
+      inFlight++
+      place(hold, job)
+    }
+  }
+
+  const isFull = (hold: WorkerHold) =>
+    hold.carry.length > 0 || hold.jobs.length >= config.batchMaxItems || hold.bytes >= config.batchMaxBytes
+
+  /** Fills a batch until it is full, its wait has passed since its first line, or intake closed. */
+  const fill = (hold: WorkerHold, openedAt: number) =>
+    Effect.gen(function*() {
+      const closesAt = openedAt + config.batchMaxWaitMs
+      while (!isFull(hold)) {
+        const more = yield* Queue.takeUpTo(queue, config.batchMaxItems - hold.jobs.length)
+        if (more.length > 0) {
+          take(hold, Chunk.toReadonlyArray(more))
+          continue
+        }
+        const now = yield* Clock.currentTimeMillis
+        if (now >= closesAt || !lifecycle.intakeOpen) return
+        // Close the latch only if nothing arrived meanwhile, in the same turn as the check,
+        // so an admission between the two cannot be missed.
+        const wait = yield* Effect.sync(() => {
+          if (queuedPayloads() > 0) return false
+          arrivals.unsafeClose()
+          return true
+        })
+        if (wait) yield* Effect.timeoutOption(arrivals.await, Duration.millis(closesAt - now))
+      }
+    })
+
+  const deadLetterBatch = (key: string, jobs: ReadonlyArray<Job>, body: Uint8Array, why: string) =>
+    deadLetter.write(key, body).pipe(
+      Effect.matchEffect({
+        onSuccess: () =>
+          Effect.sync(() => {
+            deadLettered += jobs.length
+            metrics.payloadsDeadLettered.inc(jobs.length)
+          }).pipe(
+            Effect.zipRight(
+              Effect.logWarning("batch dead-lettered").pipe(
+                Effect.annotateLogs({ key, payloads: jobs.length, reason: why })
+              )
+            )
+          ),
+        onFailure: (error: StoreError) =>
+          Effect.sync(() => {
+            lost += jobs.length
+            metrics.payloadsLost.inc(jobs.length)
+          }).pipe(
+            Effect.zipRight(
+              Effect.logError("dead-letter write failed: payloads lost").pipe(
+                Effect.annotateLogs({ key, payloads: jobs.length, reason: error.reason })
+              )
+            )
+          )
+      }),
+      Effect.ensuring(Effect.sync(() => settle(jobs.length)))
+    )
+
+  const markStored = (jobs: ReadonlyArray<Job>) =>
+    Effect.map(Clock.currentTimeMillis, (now) => {
+      stored += jobs.length
+      metrics.payloadsStored.inc(jobs.length)
+      metrics.objectsStored.inc()
+      for (const job of jobs) metrics.deliveryDuration.observe((now - job.acceptedAt) / 1000)
+      recordStoredRate(jobs.length, now)
+      settle(jobs.length)
+    })
+
+  /** Uploads one keyed batch; never fails: what is not stored is dead-lettered and counted. */
+  const deliver = (key: string, jobs: ReadonlyArray<Job>) =>
+    Effect.suspend(() => {
+      const body = encodeBatch(jobs)
+      return upload(key, body).pipe(
+        Effect.matchCauseEffect({
+          onSuccess: () => markStored(jobs),
+          onFailure: (cause) => {
+            const error = cause._tag === "Fail" ? cause.error : undefined
+            const why = error !== undefined ? error.reason : "upload defect"
+            return (error === undefined ? Effect.logError("upload defect", cause) : Effect.void).pipe(
+              Effect.zipRight(deadLetterBatch(key, jobs, body, why))
+            )
+          }
+        })
+      )
+    })
+
+  // One worker at a time collects a batch; the others upload theirs meanwhile. Were all idle
+  // workers waiting on the queue, each line of a burst would go to a different worker and
+  // light load would write one object per payload.
+  const collector = yield* Effect.makeSemaphore(1)
+
+  const collect = (hold: WorkerHold) =>
+    Effect.gen(function*() {
+      if (hold.carry.length > 0) {
+        const carried = hold.carry
+        hold.carry = []
+        for (const job of carried) place(hold, job)
+      } else {
+        take(hold, [yield* Queue.take(queue)])
+      }
+      const openedAt = yield* Clock.currentTimeMillis
+      yield* fill(hold, openedAt)
+      hold.key = objectKey(config.s3Prefix, openedAt, instance, ++sequence)
+      return hold.key
+    })
+
+  const worker = (hold: WorkerHold) =>
+    Effect.gen(function*() {
+      const key = yield* collector.withPermits(1)(collect(hold))
+      yield* deliver(key, hold.jobs)
+      hold.jobs = []
+      hold.bytes = 0
+      hold.key = undefined
+    }).pipe(Effect.forever)
+
+  const fibers: Array<Fiber.RuntimeFiber<never>> = []
+  for (let i = 0; i < config.maxWorkers; i++) {
+    const hold: WorkerHold = { jobs: [], bytes: 0, key: undefined, carry: [] }
+    holds.push(hold)
+    fibers.push(yield* Effect.forkScoped(worker(hold).pipe(Effect.annotateLogs({ worker: i + 1 }))))
+  }
+
+  /** Waits until nothing is queued or in flight, or until the epoch millis `until`. True when drained. */
+  const awaitIdle = (until: number) =>
+    Effect.gen(function*() {
+      arrivals.unsafeOpen() // let batches that wait for more lines go now
+      const now = yield* Clock.currentTimeMillis
+      const drained = yield* Effect.timeoutOption(idle.await, Duration.millis(Math.max(0, until - now)))
+      return Option.isSome(drained)
+    })
+
+  const stats = (): QueueStats => ({
+    accepted,
+    stored,
+    deadLettered,
+    lost,
+    queued: queuedPayloads(),
+    queuedBytes,
+    inFlight
+  })
+
+  /** Everything not stored after the workers stopped: in-flight batches keep their key. */
+  const deadLetterLeftovers = Effect.gen(function*() {
+    for (const hold of holds) {
+      if (hold.jobs.length > 0) {
+        const key = hold.key ?? objectKey(config.s3Prefix, yield* Clock.currentTimeMillis, instance, ++sequence)
+        yield* deadLetterBatch(key, hold.jobs, encodeBatch(hold.jobs), "shutdown before upload")
+        hold.jobs = []
+        hold.bytes = 0
+      }
+      if (hold.carry.length > 0) {
+        yield* leftoverBatches(hold.carry)
+        hold.carry = []
+      }
+    }
+    const queued = Chunk.toReadonlyArray(yield* Queue.takeAll(queue))
+    for (const job of queued) {
+      queuedBytes -= job.bytes
+      inFlight++
+    }
+    yield* leftoverBatches(queued)
+  })
+
+  const leftoverBatches = (jobs: ReadonlyArray<Job>) =>
+    Effect.gen(function*() {
+      let start = 0
+      while (start < jobs.length) {
+        let end = start
+        let bytes = 0
+        while (
+          end < jobs.length && end - start < config.batchMaxItems &&
+          (end === start || bytes + jobs[end]!.bytes <= config.batchMaxBytes)
+        ) {
+          bytes += jobs[end]!.bytes
+          end++
+        }
+        const batch = jobs.slice(start, end)
+        const key = objectKey(config.s3Prefix, yield* Clock.currentTimeMillis, instance, ++sequence)
+        yield* deadLetterBatch(key, batch, encodeBatch(batch), "shutdown before upload")
+        start = end
+      }
+    })
+
+  // Added after the workers were forked, so it runs before the scope interrupts them.
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      lifecycle.intakeOpen = false
+      const deadline = beginShutdown(lifecycle, yield* Clock.currentTimeMillis, config.shutdownTimeoutMs)
+      const reserve = Math.min(SHUTDOWN_RESERVE_MILLIS, config.shutdownTimeoutMs / 2)
+      yield* awaitIdle(deadline - reserve)
+      yield* Fiber.interruptAll(fibers)
+      yield* deadLetterLeftovers
+      lifecycle.exitCode = lost > 0 ? 2 : deadLettered > 0 ? 1 : 0
+      yield* Effect.logInfo("shutdown").pipe(Effect.annotateLogs({ accepted, stored, deadLettered, lost }))
+    })
+  )
+
+  return {
+    offerAll,
+    awaitIdle,
+    stats,
+    /** Seconds a refused client should wait: queue depth over the measured drain rate, 1–60. */
+    retryAfterSeconds: (): number => {
+      const depth = queuedPayloads() + inFlight
+      if (storedPerSecond <= 0) return depth === 0 ? 1 : 5
+      return Math.min(60, Math.max(1, Math.ceil(depth / storedPerSecond)))
+    }
+  } as const
+})
+
+export class JobQueue extends Effect.Service<JobQueue>()("s3-ingest/JobQueue", { scoped: make }) {}

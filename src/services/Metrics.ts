@@ -1,0 +1,106 @@
+/**
+ * The one Prometheus registry (DESIGN §8), with prom-client's default process metrics.
+ * Hot-path updates are plain synchronous calls; queue gauges are read at scrape time from a
+ * probe the JobQueue installs, so admission does not pay for them.
+ */
+import * as Effect from "effect/Effect"
+import * as Prometheus from "prom-client"
+import { type RejectionReason, rejectionReasons } from "../domain/Rejection.js"
+
+export interface QueueProbe {
+  readonly queuedPayloads: () => number
+  readonly queuedBytes: () => number
+  readonly inFlightPayloads: () => number
+}
+
+export type AttemptOutcome = "ok" | "error" | "timeout"
+export type BreakerState = 0 | 1 | 2
+
+const make = () => {
+  const registry = new Prometheus.Registry()
+  Prometheus.collectDefaultMetrics({ register: registry })
+  const registers = [registry]
+  let probe: QueueProbe | undefined
+
+  const counter = (name: string, help: string) => new Prometheus.Counter({ name, help, registers })
+  const probeGauge = (name: string, help: string, read: (p: QueueProbe) => number) =>
+    new Prometheus.Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(probe === undefined ? 0 : read(probe))
+      }
+    })
+
+  const rejectedCounter = new Prometheus.Counter({
+    name: "s3ingest_requests_rejected_total",
+    help: "Requests refused, by reason",
+    labelNames: ["reason"] as const,
+    registers
+  })
+  // Children resolved once: `labels()` hashes its arguments on every call.
+  const rejectedBy = Object.fromEntries(
+    rejectionReasons.map((reason) => [reason, rejectedCounter.labels(reason)])
+  ) as Record<RejectionReason, Prometheus.Counter.Internal>
+
+  const attempts = new Prometheus.Counter({
+    name: "s3ingest_upload_attempts_total",
+    help: "Upload attempts, by outcome",
+    labelNames: ["outcome"] as const,
+    registers
+  })
+  const attemptsBy: Record<AttemptOutcome, Prometheus.Counter.Internal> = {
+    ok: attempts.labels("ok"),
+    error: attempts.labels("error"),
+    timeout: attempts.labels("timeout")
+  }
+
+  const breakerState = new Prometheus.Gauge({
+    name: "s3ingest_store_breaker_state",
+    help: "Store circuit breaker: 0 closed, 1 half-open, 2 open",
+    registers
+  })
+  breakerState.set(0)
+
+  probeGauge("s3ingest_queue_payloads", "Payloads waiting in the queue", (p) => p.queuedPayloads())
+  probeGauge("s3ingest_queue_bytes", "Encoded bytes waiting in the queue", (p) => p.queuedBytes())
+  probeGauge("s3ingest_payloads_in_flight", "Payloads taken by workers, not yet stored or dead-lettered", (p) =>
+    p.inFlightPayloads())
+
+  return {
+    registry,
+    payloadsAccepted: counter("s3ingest_payloads_accepted_total", "Payloads answered with 202"),
+    payloadsStored: counter("s3ingest_payloads_stored_total", "Payloads inside objects the store confirmed"),
+    payloadsDeadLettered: counter("s3ingest_payloads_dead_lettered_total", "Payloads written to dead-letter"),
+    payloadsLost: counter(
+      "s3ingest_payloads_lost_total",
+      "Payloads neither stored nor dead-lettered (dead-letter write failed)"
+    ),
+    objectsStored: counter("s3ingest_objects_stored_total", "Objects written"),
+    uploadDuration: new Prometheus.Histogram({
+      name: "s3ingest_upload_duration_seconds",
+      help: "Duration of one upload attempt",
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers
+    }),
+    deliveryDuration: new Prometheus.Histogram({
+      name: "s3ingest_payload_delivery_seconds",
+      help: "Time from 202 to stored, one observation per payload",
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers
+    }),
+    rejected: (reason: RejectionReason): void => rejectedBy[reason].inc(),
+    attempt: (outcome: AttemptOutcome): void => attemptsBy[outcome].inc(),
+    setBreakerState: (state: BreakerState): void => breakerState.set(state),
+    /** Installed by the JobQueue; read at scrape time. */
+    setQueueProbe: (next: QueueProbe): void => {
+      probe = next
+    },
+    /** Prometheus text exposition. */
+    render: Effect.promise(() => registry.metrics()),
+    contentType: registry.contentType
+  } as const
+}
+
+export class Metrics extends Effect.Service<Metrics>()("s3-ingest/Metrics", { sync: make }) {}
