@@ -259,10 +259,11 @@ const make = Effect.gen(function*() {
   const closeListener = Effect.gen(function*() {
     const closed = yield* Deferred.make<void>()
     server.close(() => Deferred.unsafeDone(closed, Exit.void))
-    const inTime = yield* Effect.timeoutOption(Deferred.await(closed), CLOSE_GRACE)
-    if (Option.isNone(inTime)) {
+    // Interruptible: this runs in a finalizer, where a timeout could not otherwise cut the wait.
+    const awaitClosed = Effect.timeoutOption(Effect.interruptible(Deferred.await(closed)), CLOSE_GRACE)
+    if (Option.isNone(yield* awaitClosed)) {
       server.closeAllConnections()
-      yield* Effect.timeoutOption(Deferred.await(closed), CLOSE_GRACE)
+      yield* awaitClosed
     }
   })
 

@@ -259,7 +259,11 @@ const make = Effect.gen(function*() {
   for (let i = 0; i < config.maxWorkers; i++) {
     const hold: WorkerHold = { jobs: [], bytes: 0, key: undefined, carry: [] }
     holds.push(hold)
-    fibers.push(yield* Effect.forkScoped(worker(hold).pipe(Effect.annotateLogs({ worker: i + 1 }))))
+    // Layers are built uninterruptibly and a fork inherits that: without `interruptible` the
+    // shutdown could never interrupt a worker stuck in an upload.
+    fibers.push(
+      yield* Effect.forkScoped(Effect.interruptible(worker(hold)).pipe(Effect.annotateLogs({ worker: i + 1 })))
+    )
   }
 
   /** Waits until nothing is queued or in flight, or until the epoch millis `until`. True when drained. */
@@ -267,7 +271,12 @@ const make = Effect.gen(function*() {
     Effect.gen(function*() {
       arrivals.unsafeOpen() // let batches that wait for more lines go now
       const now = yield* Clock.currentTimeMillis
-      const drained = yield* Effect.timeoutOption(idle.await, Duration.millis(Math.max(0, until - now)))
+      // Callers run this in finalizers, which are uninterruptible: the wait must be made
+      // interruptible or the timeout could not cut it short.
+      const drained = yield* Effect.timeoutOption(
+        Effect.interruptible(idle.await),
+        Duration.millis(Math.max(0, until - now))
+      )
       return Option.isSome(drained)
     })
 

@@ -1,0 +1,73 @@
+/**
+ * Builds a JobQueue over test layers in a scope the test closes itself, so a drain that waits on
+ * the TestClock can be driven forward instead of hanging the test's own scope.
+ */
+import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
+import { type Settings, testLayer } from "../../src/services/AppConfig.js"
+import { JobQueue } from "../../src/services/JobQueue.js"
+import { Lifecycle, makeLifecycle } from "../../src/services/Lifecycle.js"
+import { Metrics } from "../../src/services/Metrics.js"
+import type { DeadLetter, ObjectStore } from "../../src/services/ObjectStore.js"
+
+export const buildQueue = (
+  settings: Partial<Settings>,
+  store: Layer.Layer<ObjectStore>,
+  deadLetter: Layer.Layer<DeadLetter>
+) =>
+  Effect.gen(function*() {
+    const lifecycle = makeLifecycle()
+    const scope = yield* Scope.make()
+    const layer = JobQueue.Default.pipe(
+      Layer.provideMerge(
+        Layer.mergeAll(Metrics.Default, store, deadLetter, testLayer(settings), Layer.succeed(Lifecycle, lifecycle))
+      )
+    )
+    const context = yield* Layer.buildWithScope(layer, scope)
+    return {
+      queue: Context.get(context, JobQueue),
+      metrics: Context.get(context, Metrics),
+      lifecycle,
+      scope,
+      /** Closes the scope (the drain and shutdown) while moving the clock by `advance`. */
+      close: (advance: number) =>
+        Effect.gen(function*() {
+          const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+          yield* TestClock.adjust(advance)
+          yield* Fiber.join(closing)
+        })
+    }
+  })
+
+/** Waits (without moving the clock) until at least `count` sleeps are registered on the TestClock. */
+export const awaitSleepers = (count: number) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 10_000; i++) {
+      if (Chunk.size(yield* TestClock.sleeps()) >= count) return
+      yield* Effect.yieldNow()
+    }
+    return yield* Effect.dieMessage(`expected ${count} pending sleeps`)
+  })
+
+/** Lines `{"id":<from>}` … `{"id":<from + count - 1>}`. */
+export const lines = (count: number, from = 0): Array<string> =>
+  Array.from({ length: count }, (_, i) => JSON.stringify({ id: from + i }))
+
+export const ids = (ndjson: string): Array<number> =>
+  ndjson.split("\n").filter((l) => l !== "").map((l) => (JSON.parse(l) as { id: number }).id)
+
+/** Reads one sample of a prom-client metric from the registry. */
+export const sample = (metrics: Metrics, name: string, labels: Record<string, string> = {}) =>
+  Effect.promise(async () => {
+    const metric = metrics.registry.getSingleMetric(name)
+    if (metric === undefined) throw new Error(`no metric ${name}`)
+    const { values } = await metric.get()
+    const found = values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))
+    return found?.value ?? 0
+  })

@@ -1,0 +1,127 @@
+/**
+ * Runs the built service (`node dist/main.js service`) as a child process on a free loopback
+ * port with its own DATA_DIR, and reads its JSON log lines.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+
+export const MAIN = resolve(import.meta.dirname, "../../dist/main.js")
+
+export const freePort = (): Promise<number> =>
+  new Promise((done, fail) => {
+    const probe = createServer()
+    probe.once("error", fail)
+    probe.listen(0, "127.0.0.1", () => {
+      const address = probe.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      probe.close(() => done(port))
+    })
+  })
+
+export interface LogLine {
+  readonly message: string
+  readonly level: string
+  readonly [field: string]: unknown
+}
+
+export interface RunningService {
+  readonly child: ChildProcess
+  readonly port: number
+  readonly url: string
+  readonly dataDir: string
+  readonly logs: Array<LogLine>
+  readonly stderr: () => string
+  /** Resolves with the exit code (or 128 + signal number). */
+  readonly exited: Promise<number>
+  readonly stop: (signal?: NodeJS.Signals) => Promise<number>
+}
+
+const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15 }
+
+export const startService = async (env: Record<string, string> = {}): Promise<RunningService> => {
+  const port = await freePort()
+  const dataDir = env.DATA_DIR ?? mkdtempSync(join(tmpdir(), "s3-ingest-e2e-"))
+  const child = spawn(process.execPath, [MAIN, "service"], {
+    env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: String(port), DATA_DIR: dataDir, ...env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  const logs: Array<LogLine> = []
+  let stderr = ""
+  let pending = ""
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+    pending += chunk
+    let newline: number
+    while ((newline = pending.indexOf("\n")) >= 0) {
+      const line = pending.slice(0, newline)
+      pending = pending.slice(newline + 1)
+      if (line.trim() !== "") logs.push(JSON.parse(line) as LogLine)
+    }
+  })
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+    stderr += chunk
+  })
+  const exited = new Promise<number>((done) =>
+    child.once("exit", (code, signal) => done(code ?? 128 + (signal === null ? 0 : SIGNAL_NUMBERS[signal] ?? 0)))
+  )
+  const service: RunningService = {
+    child,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    dataDir,
+    logs,
+    stderr: () => stderr,
+    exited,
+    stop: (signal = "SIGTERM") => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      return exited
+    }
+  }
+  const deadline = Date.now() + 15_000
+  while (!logs.some((line) => line.message === "listening")) {
+    if (child.exitCode !== null) throw new Error(`service exited with ${child.exitCode}: ${stderr}`)
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL")
+      throw new Error(`service did not start: ${stderr}`)
+    }
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  return service
+}
+
+/** Every file under `dir`, recursively, as paths relative to it. */
+export const listFiles = (dir: string): Array<string> => {
+  const out: Array<string> = []
+  const walk = (relative: string) => {
+    let entries: Array<string>
+    try {
+      entries = readdirSync(join(dir, relative))
+    } catch {
+      return
+    }
+    for (const entry of entries) {
+      const path = join(relative, entry)
+      if (statSync(join(dir, path)).isDirectory()) walk(path)
+      else out.push(path)
+    }
+  }
+  walk("")
+  return out.sort()
+}
+
+/** Every NDJSON line stored under `dir`, parsed. */
+export const readLines = (dir: string): Array<Record<string, unknown>> =>
+  listFiles(dir).flatMap((file) =>
+    readFileSync(join(dir, file), "utf8").split("\n").filter((line) => line !== "").map((line) =>
+      JSON.parse(line) as Record<string, unknown>
+    )
+  )
+
+export const postJson = (url: string, body: unknown, headers: Record<string, string> = {}) =>
+  fetch(`${url}/v1/payloads`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body)
+  })

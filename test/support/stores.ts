@@ -1,0 +1,100 @@
+/**
+ * Test layers for the store side of the JobQueue: a memory store, a hanging store that shows
+ * whether its AbortSignal fired, a scripted store, and memory / failing dead-letter sinks.
+ */
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+import { DeadLetter, ObjectStore, StoreError } from "../../src/services/ObjectStore.js"
+
+const text = (body: Uint8Array) => Buffer.from(body).toString("utf8")
+
+/** Stores objects in a Map; every put is also offered to `puts` so tests can wait for it. */
+export const makeMemoryStore = Effect.gen(function*() {
+  const objects = new Map<string, string>()
+  const puts = yield* Queue.unbounded<string>()
+  const layer = Layer.succeed(
+    ObjectStore,
+    ObjectStore.of({
+      put: (key, body) =>
+        Effect.sync(() => objects.set(key, text(body))).pipe(Effect.zipRight(Queue.offer(puts, key)), Effect.asVoid)
+    })
+  )
+  return { objects, puts, layer } as const
+})
+
+/**
+ * Accepts every put and never answers, like a store whose socket stalls. The put is a Promise
+ * that only settles when its AbortSignal fires, so `aborted` proves the signal reached it.
+ */
+export const makeHangingStore = Effect.gen(function*() {
+  const started = yield* Queue.unbounded<string>()
+  const aborted = yield* Deferred.make<string>()
+  const layer = Layer.succeed(
+    ObjectStore,
+    ObjectStore.of({
+      put: (key) =>
+        Queue.offer(started, key).pipe(
+          Effect.zipRight(
+            Effect.tryPromise({
+              try: (signal) =>
+                new Promise<void>((_, reject) => {
+                  signal.addEventListener("abort", () => {
+                    Deferred.unsafeDone(aborted, Exit.succeed(key))
+                    reject(new Error("aborted"))
+                  })
+                }),
+              catch: () => new StoreError({ retryable: true, reason: "aborted" })
+            })
+          )
+        )
+    })
+  )
+  return { started, aborted, layer } as const
+})
+
+export type Step = "ok" | StoreError | "die"
+
+/**
+ * Answers each put with the next scripted step (the last one repeats) and records the virtual
+ * time of every attempt.
+ */
+export const makeScriptedStore = (steps: ReadonlyArray<Step>) =>
+  Effect.gen(function*() {
+    const attempts: Array<{ readonly key: string; readonly at: number }> = []
+    const stored = new Map<string, string>()
+    const layer = Layer.succeed(
+      ObjectStore,
+      ObjectStore.of({
+        put: (key, body) =>
+          Effect.flatMap(Clock.currentTimeMillis, (at) => {
+            const step = steps[Math.min(attempts.length, steps.length - 1)]!
+            attempts.push({ key, at })
+            if (step === "die") return Effect.die(new Error("store defect"))
+            if (step === "ok") return Effect.sync(() => void stored.set(key, text(body)))
+            return Effect.fail(step)
+          })
+      })
+    )
+    return { attempts, stored, layer } as const
+  })
+
+export const retryable = (reason = "SlowDown") => new StoreError({ retryable: true, reason })
+export const permanent = (reason = "AccessDenied") => new StoreError({ retryable: false, reason })
+
+export const makeMemoryDeadLetter = Effect.sync(() => {
+  const files = new Map<string, string>()
+  const layer = Layer.succeed(
+    DeadLetter,
+    DeadLetter.of({ write: (key, body) => Effect.sync(() => void files.set(key, text(body))) })
+  )
+  return { files, layer } as const
+})
+
+export const FailingDeadLetter = Layer.succeed(
+  DeadLetter,
+  DeadLetter.of({ write: () => Effect.fail(new StoreError({ retryable: false, reason: "ENOSPC" })) })
+)
