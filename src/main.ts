@@ -20,6 +20,11 @@ import { makeLifecycle } from "./services/Lifecycle.js"
 
 const request = parseArgs(process.argv.slice(2), new Set(settingDocs.map((doc) => doc.variable)))
 
+const environment = (): Array<[string, string]> =>
+  Object.entries(process.env).flatMap(([name, value]): Array<[string, string]> =>
+    value === undefined ? [] : [[name, value]]
+  )
+
 const fail = (message: string) => Console.error(`s3-ingest: ${message}`).pipe(Effect.zipRight(Effect.fail(1)))
 
 const service = (flags: ReadonlyMap<string, string>) => {
@@ -33,9 +38,9 @@ const service = (flags: ReadonlyMap<string, string>) => {
       )
     ),
     Effect.provide(NodeFileSystem.layer),
-    Effect.withConfigProvider(
-      ConfigProvider.fromMap(new Map(flags)).pipe(ConfigProvider.orElse(() => ConfigProvider.fromEnv()))
-    )
+    // One map, flags laid over the environment: with `orElse`, a flag whose value fails to
+    // parse would silently fall back to the variable.
+    Effect.withConfigProvider(ConfigProvider.fromMap(new Map([...environment(), ...flags])))
   )
   NodeRuntime.runMain(program, {
     disableErrorReporting: true,

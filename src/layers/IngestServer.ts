@@ -10,7 +10,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { createServer, STATUS_CODES } from "node:http"
-import type { Socket } from "node:net"
+import { Server as NetServer, type Socket } from "node:net"
 import { gunzipSync } from "node:zlib"
 import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
@@ -37,6 +37,14 @@ const INGEST_PATH = "/v1/payloads"
 /** How long the listener may wait for open connections before they are cut (DESIGN §3.4). */
 const CLOSE_GRACE = Duration.seconds(1)
 const IDLE_SWEEP = Duration.millis(100)
+/**
+ * While draining, a connection with no request in progress for this long is closed. Node's
+ * `closeIdleConnections()` also closes a connection whose request bytes have arrived but are not
+ * parsed yet (a fresh connection, or a keep-alive client sending right then): that request would
+ * get a reset instead of an answer. Waiting for real idleness leaves only clients that send after
+ * half a second of silence exactly as the socket closes: the keep-alive race every server has.
+ */
+const IDLE_CUTOFF_MILLIS = 500
 
 /** `application/json`, optionally with `charset=utf-8`; nothing else. */
 export const isJsonContentType = (header: string | undefined): boolean => {
@@ -77,6 +85,13 @@ const make = Effect.gen(function*() {
   const runFork = Runtime.runFork(runtime)
   const decoder = new TextDecoder("utf-8", { fatal: true })
 
+  // Connections with no request in progress, and since when: what the drain may close.
+  const idleSince = new Map<Socket, number>()
+  const markIdle = (res: ServerResponse) => {
+    const socket = res.socket
+    if (socket !== null && !socket.destroyed) idleSince.set(socket, Date.now())
+  }
+
   const send = (res: ServerResponse, status: number, body: string, headers?: Record<string, string>) => {
     if (res.headersSent || res.destroyed) return
     res.writeHead(status, {
@@ -86,6 +101,7 @@ const make = Effect.gen(function*() {
       ...headers
     })
     res.end(body)
+    markIdle(res)
   }
 
   const reject = (res: ServerResponse, rejection: Rejection, headers?: Record<string, string>) => {
@@ -173,6 +189,7 @@ const make = Effect.gen(function*() {
           onSuccess: (text) => {
             res.writeHead(200, { "content-type": metrics.contentType, "content-length": String(Buffer.byteLength(text)) })
             res.end(text)
+            markIdle(res)
           }
         })
       )
@@ -207,6 +224,7 @@ const make = Effect.gen(function*() {
   }
 
   const guarded = (expectsContinue: boolean) => (req: IncomingMessage, res: ServerResponse) => {
+    idleSince.delete(req.socket)
     try {
       route(req, res, expectsContinue)
     } catch (error) {
@@ -226,6 +244,18 @@ const make = Effect.gen(function*() {
   // Answer `Expect: 100-continue` only after the header checks passed, so a refused client
   // never sends its body.
   server.on("checkContinue", guarded(true))
+
+  server.on("connection", (socket: Socket) => {
+    idleSince.set(socket, Date.now())
+    socket.once("close", () => idleSince.delete(socket))
+  })
+
+  const closeIdleConnections = () => {
+    const cutoff = Date.now() - IDLE_CUTOFF_MILLIS
+    for (const [socket, since] of idleSince) {
+      if (since <= cutoff) socket.destroy()
+    }
+  }
 
   server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => {
     const response = responseOnSocket(socket)
@@ -256,9 +286,14 @@ const make = Effect.gen(function*() {
     })
   })
 
+  /**
+   * Stops listening without `http.Server#close`, which would also close connections whose first
+   * request is still unparsed; open connections are answered (each with `Connection: close`)
+   * and cut after CLOSE_GRACE.
+   */
   const closeListener = Effect.gen(function*() {
     const closed = yield* Deferred.make<void>()
-    server.close(() => Deferred.unsafeDone(closed, Exit.void))
+    NetServer.prototype.close.call(server, () => Deferred.unsafeDone(closed, Exit.void))
     // Interruptible: this runs in a finalizer, where a timeout could not otherwise cut the wait.
     const awaitClosed = Effect.timeoutOption(Effect.interruptible(Deferred.await(closed)), CLOSE_GRACE)
     if (Option.isNone(yield* awaitClosed)) {
@@ -279,13 +314,13 @@ const make = Effect.gen(function*() {
     // Finalizers run uninterruptibly and a fork inherits that: mark the sweeper interruptible.
     const sweeper = yield* Effect.fork(
       Effect.interruptible(
-        Effect.sync(() => server.closeIdleConnections()).pipe(Effect.repeat(Schedule.spaced(IDLE_SWEEP)))
+        Effect.sync(closeIdleConnections).pipe(Effect.repeat(Schedule.spaced(IDLE_SWEEP)))
       )
     )
     const drained = yield* queue.awaitIdle(drainUntil)
     yield* Effect.logInfo(drained ? "queue drained" : "drain budget spent").pipe(Effect.annotateLogs({ ...queue.stats() }))
-    yield* Fiber.interrupt(sweeper)
     yield* closeListener
+    yield* Fiber.interrupt(sweeper)
     yield* Effect.logInfo("listener closed")
   })
 

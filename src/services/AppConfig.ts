@@ -193,7 +193,7 @@ const firstProblem = (error: ConfigError.ConfigError): ConfigInvalid => {
   const all = leaves(error)
   const leaf = all.find((e) => e._op === "InvalidData") ?? all[0] ?? error
   const variable = leaf._op === "And" || leaf._op === "Or" ? "configuration" : leaf.path.join("_")
-  const message = leaf.message.replace(/^Expected (.*) but received (.*)$/, "expected $1, got \"$2\"")
+  const message = leaf.message.replace(/^Expected (.*) but received (.*)$/, "expected $1, got $2")
   return new ConfigInvalid({ variable, message })
 }
 

@@ -43,6 +43,8 @@ const make = () => {
   const rejectedBy = Object.fromEntries(
     rejectionReasons.map((reason) => [reason, rejectedCounter.labels(reason)])
   ) as Record<RejectionReason, Prometheus.Counter.Internal>
+  // A series per reason from the start, so dashboards see 0 rather than no data.
+  for (const child of Object.values(rejectedBy)) child.inc(0)
 
   const attempts = new Prometheus.Counter({
     name: "s3ingest_upload_attempts_total",
@@ -55,6 +57,7 @@ const make = () => {
     error: attempts.labels("error"),
     timeout: attempts.labels("timeout")
   }
+  for (const child of Object.values(attemptsBy)) child.inc(0)
 
   const breakerState = new Prometheus.Gauge({
     name: "s3ingest_store_breaker_state",
