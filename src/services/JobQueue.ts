@@ -70,8 +70,11 @@ const make = Effect.gen(function*() {
   let inFlight = 0
   // Open exactly when nothing is queued or in flight: the drain waits on it.
   const idle = yield* Effect.makeLatch(true)
-  // Opened by admission: wakes workers that wait for more lines to fill a batch.
+  // Opened by admission once enough lines are queued to fill the batch being collected, so a
+  // busy edge does not wake the collector (and arm a timer) for every request.
   const arrivals = yield* Effect.makeLatch(false)
+  let wakeAtPayloads = Number.POSITIVE_INFINITY
+  let wakeAtBytes = Number.POSITIVE_INFINITY
   const holds: Array<WorkerHold> = []
 
   // Drain rate for Retry-After: payloads stored per second, smoothed over whole seconds.
@@ -121,7 +124,7 @@ const make = Effect.gen(function*() {
     accepted += count
     metrics.payloadsAccepted.inc(count)
     idle.unsafeClose()
-    arrivals.unsafeOpen()
+    if (queuedPayloads() >= wakeAtPayloads || queuedBytes >= wakeAtBytes) arrivals.unsafeOpen()
     return "admitted"
   }
 
@@ -158,14 +161,20 @@ const make = Effect.gen(function*() {
         }
         const now = yield* Clock.currentTimeMillis
         if (now >= closesAt || !lifecycle.intakeOpen) return
-        // Close the latch only if nothing arrived meanwhile, in the same turn as the check,
-        // so an admission between the two cannot be missed.
+        // Arm the wake-up in the same turn as the check, so an admission between the two
+        // cannot be missed; then wait for a full batch's worth of lines or the batch's deadline.
         const wait = yield* Effect.sync(() => {
           if (queuedPayloads() > 0) return false
+          wakeAtPayloads = config.batchMaxItems - hold.jobs.length
+          wakeAtBytes = config.batchMaxBytes - hold.bytes
           arrivals.unsafeClose()
           return true
         })
-        if (wait) yield* Effect.timeoutOption(arrivals.await, Duration.millis(closesAt - now))
+        if (wait) {
+          yield* Effect.timeoutOption(arrivals.await, Duration.millis(closesAt - now))
+          wakeAtPayloads = Number.POSITIVE_INFINITY
+          wakeAtBytes = Number.POSITIVE_INFINITY
+        }
       }
     })
 

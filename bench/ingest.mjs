@@ -1,0 +1,151 @@
+#!/usr/bin/env node
+// `npm run bench`: drives the built service (`node dist/main.js service`, local store on a temp
+// dir, free loopback port) with autocannon, for 1- and 10-payload collections, and prints
+// requests/s, payloads/s, latency, peak RSS, server CPU, payloads per object and CPU per stored
+// payload. Each result is also appended as a JSON line to bench-results/ingest.jsonl.
+//
+//   npm run bench                      10 s per scenario, 50 connections
+//   BENCH_SECONDS=30 BENCH_CONNECTIONS=100 npm run bench
+import { spawn } from "node:child_process"
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
+import { createServer } from "node:net"
+import { cpus, tmpdir } from "node:os"
+import { dirname, join, resolve } from "node:path"
+import { fileURLToPath } from "node:url"
+import autocannon from "autocannon"
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..")
+const seconds = Number(process.env.BENCH_SECONDS ?? 10)
+const connections = Number(process.env.BENCH_CONNECTIONS ?? 50)
+const sizes = (process.env.BENCH_PAYLOADS ?? "1,10").split(",").map(Number)
+
+const freePort = () =>
+  new Promise((done, fail) => {
+    const probe = createServer().once("error", fail)
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address()
+      probe.close(() => done(port))
+    })
+  })
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+const scrape = async (url) => {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  const value = (name) => {
+    const line = text.split("\n").find((l) => l.startsWith(`${name} `))
+    return line === undefined ? 0 : Number(line.split(" ")[1])
+  }
+  return {
+    accepted: value("s3ingest_payloads_accepted_total"),
+    stored: value("s3ingest_payloads_stored_total"),
+    objects: value("s3ingest_objects_stored_total"),
+    cpu: value("process_cpu_seconds_total"),
+    rss: value("process_resident_memory_bytes")
+  }
+}
+
+const body = (n) =>
+  JSON.stringify({
+    version: "1.4",
+    token: "bench",
+    data: Array.from({ length: n }, (_, i) => ({
+      id: `evt-${i}`,
+      ts: 1764590400000 + i,
+      device: "sensor-0042",
+      level: "info",
+      values: [1.5, 2.25, 3],
+      tags: { site: "eu-1", rack: 7 }
+    }))
+  })
+
+const runScenario = async (payloads) => {
+  const port = await freePort()
+  const dataDir = mkdtempSync(join(tmpdir(), "s3-ingest-bench-"))
+  const child = spawn(process.execPath, [join(root, "dist/main.js"), "service"], {
+    env: { ...process.env, HOST: "127.0.0.1", PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: "warning" },
+    stdio: ["ignore", "ignore", "inherit"]
+  })
+  const url = `http://127.0.0.1:${port}`
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) break
+    } catch {
+      await sleep(25)
+    }
+  }
+  let peakRss = 0
+  const sampler = setInterval(() => {
+    scrape(url).then((m) => (peakRss = Math.max(peakRss, m.rss)), () => {})
+  }, 250)
+  const before = await scrape(url)
+  process.stderr.write(`\n${payloads} payload(s) per request, ${connections} connections, ${seconds} s\n`)
+  const result = await new Promise((done, fail) => {
+    const instance = autocannon({
+      url: `${url}/v1/payloads`,
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: body(payloads),
+      connections,
+      duration: seconds
+    }, (error, r) => (error ? fail(error) : done(r)))
+    autocannon.track(instance, { renderResultsTable: false, renderLatencyTable: false })
+  })
+  // Let the queue drain, so stored payloads and CPU cover the whole load.
+  let after = await scrape(url)
+  for (let i = 0; i < 100 && after.stored < after.accepted; i++) {
+    await sleep(100)
+    after = await scrape(url)
+  }
+  clearInterval(sampler)
+  child.kill("SIGTERM")
+  await new Promise((r) => child.once("exit", r))
+  rmSync(dataDir, { recursive: true, force: true })
+
+  const accepted = after.accepted - before.accepted
+  const stored = after.stored - before.stored
+  const objects = after.objects - before.objects
+  const cpu = after.cpu - before.cpu
+  const row = {
+    at: new Date().toISOString(),
+    payloadsPerRequest: payloads,
+    connections,
+    seconds,
+    requestsPerSecond: Math.round(result.requests.average),
+    non2xx: result.non2xx,
+    errors: result.errors,
+    payloadsPerSecond: Math.round(accepted / seconds),
+    latencyP50Ms: result.latency.p50,
+    latencyP99Ms: result.latency.p99,
+    peakRssMb: Math.round(Math.max(peakRss, after.rss) / 1048576),
+    serverCpuSeconds: Number(cpu.toFixed(2)),
+    accepted,
+    stored,
+    payloadsPerObject: objects === 0 ? 0 : Math.round(stored / objects),
+    cpuMsPerStoredPayload: stored === 0 ? null : Number(((cpu * 1000) / stored).toFixed(4)),
+    machine: `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, node ${process.version}`
+  }
+  return row
+}
+
+const rows = []
+for (const payloads of sizes) rows.push(await runScenario(payloads))
+
+mkdirSync(join(root, "bench-results"), { recursive: true })
+for (const row of rows) appendFileSync(join(root, "bench-results", "ingest.jsonl"), JSON.stringify(row) + "\n")
+
+const columns = [
+  ["payloads/req", "payloadsPerRequest"],
+  ["req/s", "requestsPerSecond"],
+  ["payloads/s", "payloadsPerSecond"],
+  ["p50 ms", "latencyP50Ms"],
+  ["p99 ms", "latencyP99Ms"],
+  ["non-2xx", "non2xx"],
+  ["peak RSS MB", "peakRssMb"],
+  ["server CPU s", "serverCpuSeconds"],
+  ["stored", "stored"],
+  ["payloads/object", "payloadsPerObject"],
+  ["CPU ms/stored payload", "cpuMsPerStoredPayload"]
+]
+process.stdout.write("\n" + columns.map(([h]) => h).join(" | ") + "\n")
+for (const row of rows) process.stdout.write(columns.map(([, k]) => String(row[k])).join(" | ") + "\n")
