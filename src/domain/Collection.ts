@@ -66,22 +66,22 @@ const scan = (text: string, maxDepth: number): Structure | CollectionError => {
   let currentKey = ""
   let dataDepth = -1 // depth of the `data` array while inside it
   let elementStart = -1
-  let elementMultiline = false
+  let elementFirstBreak = -1 // offset of the first line break since the element started
   let lastTokenEnd = 0
 
   const closeElement = () => {
     if (elementStart >= 0) {
       spans.push(elementStart, lastTokenEnd)
-      multiline.push(elementMultiline)
+      multiline.push(elementFirstBreak >= 0 && elementFirstBreak < lastTokenEnd)
     }
     elementStart = -1
-    elementMultiline = false
+    elementFirstBreak = -1
   }
 
   for (let i = 0; i < length; i++) {
     const c = text.charCodeAt(i)
     if (isWhitespace(c)) {
-      if ((c === LF || c === CR) && elementStart >= 0) elementMultiline = true
+      if ((c === LF || c === CR) && elementStart >= 0 && elementFirstBreak < 0) elementFirstBreak = i
       continue
     }
     if (dataDepth > 0 && depth === dataDepth && elementStart < 0 && c !== CLOSE_ARRAY && c !== COMMA) {

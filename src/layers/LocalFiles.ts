@@ -66,7 +66,7 @@ export const makeDurableWriter = (root: string, tempDir: string) =>
         yield* Effect.scoped(
           Effect.gen(function*() {
             const handle = yield* fs.open(temp, { flag: "w" })
-            yield* handle.writeAll(body)
+            if (body.length > 0) yield* handle.writeAll(body)
             yield* handle.sync
           })
         )

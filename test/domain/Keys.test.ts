@@ -1,0 +1,120 @@
+/**
+ * Object keys (DESIGN §2, §6): `{prefix}/{yyyy}/{mm}/{dd}/{hh}/{yyyymmddTHHMMSSmmmZ}-{instance}-{seq}.ndjson`
+ * in UTC, the dead-letter file name of a key, and the key rebuilt from that file name by `replay`.
+ */
+import { afterEach, assert, describe, it } from "@effect/vitest"
+import { keyFileName, keyFromFileName, normalisePrefix, objectKey } from "../../src/domain/Keys.js"
+
+const savedTz = process.env.TZ
+afterEach(() => {
+  if (savedTz === undefined) delete process.env.TZ
+  else process.env.TZ = savedTz
+})
+
+describe("objectKey", () => {
+  it("formats the key with zero-padded date parts, milliseconds and sequence", () => {
+    assert.strictEqual(
+      objectKey("payloads", Date.UTC(2024, 0, 2, 3, 4, 5, 6), "0a1b2c3d", 7),
+      "payloads/2024/01/02/03/20240102T030405006Z-0a1b2c3d-00000007.ndjson"
+    )
+    assert.strictEqual(
+      objectKey("payloads", Date.UTC(2025, 10, 28, 13, 59, 58, 50), "ffffffff", 0),
+      "payloads/2025/11/28/13/20251128T135958050Z-ffffffff-00000000.ndjson"
+    )
+    assert.strictEqual(
+      objectKey("payloads", Date.UTC(1999, 11, 31, 23, 0, 0, 999), "12345678", 99_999_999),
+      "payloads/1999/12/31/23/19991231T230000999Z-12345678-99999999.ndjson"
+    )
+  })
+
+  it("uses UTC whatever the local time zone", () => {
+    const millis = Date.UTC(2023, 11, 31, 23, 30, 15, 120) // 18:30 on Dec 31 in New York, 08:30 on Jan 1 in Tokyo
+    const expected = "p/2023/12/31/23/20231231T233015120Z-abcdef01-00000042.ndjson"
+    for (const tz of ["America/New_York", "Asia/Tokyo", "UTC"]) {
+      process.env.TZ = tz
+      assert.strictEqual(objectKey("p", millis, "abcdef01", 42), expected, tz)
+    }
+  })
+
+  it("starts at the year when the prefix is empty", () => {
+    assert.strictEqual(
+      objectKey("", Date.UTC(2024, 1, 29, 0, 0, 0, 0), "0a1b2c3d", 1),
+      "2024/02/29/00/20240229T000000000Z-0a1b2c3d-00000001.ndjson"
+    )
+  })
+
+  it("keeps a nested prefix as a path", () => {
+    assert.strictEqual(
+      objectKey("ingest/eu-west/raw", Date.UTC(2024, 6, 4, 9, 8, 7, 65), "0a1b2c3d", 123),
+      "ingest/eu-west/raw/2024/07/04/09/20240704T090807065Z-0a1b2c3d-00000123.ndjson"
+    )
+  })
+})
+
+describe("keyFileName", () => {
+  it("is the last path segment of the key", () => {
+    const key = "payloads/2024/01/02/03/20240102T030405006Z-0a1b2c3d-00000007.ndjson"
+    assert.strictEqual(keyFileName(key), "20240102T030405006Z-0a1b2c3d-00000007.ndjson")
+    assert.strictEqual(keyFileName("a/b/c/d/e/f/name.ndjson"), "name.ndjson")
+    assert.strictEqual(keyFileName("name.ndjson"), "name.ndjson")
+  })
+})
+
+describe("keyFromFileName", () => {
+  const times = [
+    Date.UTC(2024, 0, 2, 3, 4, 5, 6),
+    Date.UTC(1999, 11, 31, 23, 59, 59, 999),
+    Date.UTC(2030, 5, 15, 12, 0, 0, 0)
+  ]
+
+  it("rebuilds the key from its file name, with a prefix, a nested prefix or none", () => {
+    for (const prefix of ["payloads", "", "a/b/c"]) {
+      times.forEach((millis, i) => {
+        const key = objectKey(prefix, millis, "9f8e7d6c", i * 1000 + 1)
+        assert.strictEqual(keyFromFileName(prefix, keyFileName(key)), key)
+      })
+    }
+  })
+
+  it("rejects file names that no key produces", () => {
+    const good = "20240102T030405006Z-0a1b2c3d-00000007.ndjson"
+    assert.strictEqual(keyFromFileName("payloads", good), `payloads/2024/01/02/03/${good}`)
+    const foreign = [
+      "../x",
+      "foo.ndjson",
+      "",
+      ".ndjson",
+      "20240102T030405006Z-0a1b2c3-00000007.ndjson", // 7 hex chars
+      "20240102T030405006Z-0a1b2c3d9-00000007.ndjson", // 9 hex chars
+      "20240102T030405006Z-0A1B2C3D-00000007.ndjson", // upper-case hex
+      "20240102T030405006Z-0a1b2c3g-00000007.ndjson", // not hex
+      "20240102T030405006Z-0a1b2c3d-0000007.ndjson", // 7-digit sequence
+      "20240102T030405006Z-0a1b2c3d-00000007.json",
+      "20240102T030405006Z-0a1b2c3d-00000007.ndjson.tmp",
+      `${good}.3f2a1b0c9d8e`, // a temporary file of the writer
+      "20240102T03040506Z-0a1b2c3d-00000007.ndjson", // 2-digit milliseconds
+      "20240102T030405006-0a1b2c3d-00000007.ndjson", // no Z
+      `x${good}`,
+      `../${good}`,
+      `2024/01/02/03/${good}`
+    ]
+    for (const name of foreign) assert.isUndefined(keyFromFileName("payloads", name), name)
+  })
+})
+
+describe("normalisePrefix", () => {
+  it("removes leading and trailing slashes and keeps inner ones", () => {
+    const cases: ReadonlyArray<readonly [string, string]> = [
+      ["payloads", "payloads"],
+      ["/payloads", "payloads"],
+      ["payloads/", "payloads"],
+      ["//payloads//", "payloads"],
+      ["/a/b/c/", "a/b/c"],
+      ["a/b", "a/b"],
+      ["/", ""],
+      ["///", ""],
+      ["", ""]
+    ]
+    for (const [given, expected] of cases) assert.strictEqual(normalisePrefix(given), expected, given)
+  })
+})
