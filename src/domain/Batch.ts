@@ -16,11 +16,17 @@ export interface Batch {
   readonly bytes: number
 }
 
-/** The object body: one payload per line, each line ending in "\n". */
+/** The object body: one payload per line, each line ending in "\n", encoded in one copy. */
 export const encodeBatch = (jobs: ReadonlyArray<Job>): Uint8Array => {
-  const lines = new Array<string>(jobs.length)
-  for (let i = 0; i < jobs.length; i++) lines[i] = jobs[i]!.line
-  return Buffer.from(lines.join("\n") + "\n", "utf8")
+  let total = 0
+  for (let i = 0; i < jobs.length; i++) total += jobs[i]!.bytes
+  const body = Buffer.allocUnsafe(total)
+  let offset = 0
+  for (let i = 0; i < jobs.length; i++) {
+    offset += body.write(jobs[i]!.line, offset, "utf8")
+    body[offset++] = 0x0a
+  }
+  return body
 }
 
 export const lineBytes = (line: string): number => Buffer.byteLength(line, "utf8") + 1
