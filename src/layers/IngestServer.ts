@@ -49,6 +49,7 @@ const IDLE_CUTOFF_MILLIS = 500
 /** `application/json`, optionally with `charset=utf-8`; nothing else. */
 export const isJsonContentType = (header: string | undefined): boolean => {
   if (header === undefined) return false
+  if (header === JSON_TYPE) return true
   const [type, ...params] = header.split(";")
   if (type === undefined || type.trim().toLowerCase() !== JSON_TYPE) return false
   return params.every((param) => {
@@ -94,12 +95,11 @@ const make = Effect.gen(function*() {
 
   const send = (res: ServerResponse, status: number, body: string, headers?: Record<string, string>) => {
     if (res.headersSent || res.destroyed) return
-    res.writeHead(status, {
-      "content-type": JSON_TYPE,
-      "content-length": String(Buffer.byteLength(body)),
-      ...(lifecycle.intakeOpen ? undefined : { connection: "close" }),
-      ...headers
-    })
+    const all: Record<string, string> = headers === undefined ? {} : { ...headers }
+    all["content-type"] = JSON_TYPE
+    all["content-length"] = String(Buffer.byteLength(body))
+    if (!lifecycle.intakeOpen) all.connection = "close"
+    res.writeHead(status, all)
     res.end(body)
     markIdle(res)
   }
