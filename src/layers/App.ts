@@ -14,6 +14,7 @@ import { Ingest } from "../services/Ingest.js"
 import { JobQueue } from "../services/JobQueue.js"
 import { Lifecycle, type LifecycleShape } from "../services/Lifecycle.js"
 import { Metrics } from "../services/Metrics.js"
+import { FaultyObjectStore } from "./FaultyObjectStore.js"
 import { IngestServerLive } from "./IngestServer.js"
 import { DeadLetterDirLive, LocalObjectStoreLive } from "./LocalObjectStore.js"
 import { S3ObjectStoreLive } from "./S3ObjectStore.js"
@@ -21,7 +22,10 @@ import { S3ObjectStoreLive } from "./S3ObjectStore.js"
 const PlatformLive = Layer.merge(NodeFileSystem.layer, NodePath.layer)
 
 const ObjectStoreLive = Layer.unwrapEffect(
-  Effect.map(AppConfig, (settings) => settings.storage === "s3" ? S3ObjectStoreLive : LocalObjectStoreLive)
+  Effect.map(AppConfig, (settings) => {
+    const store = settings.storage === "s3" ? S3ObjectStoreLive : LocalObjectStoreLive
+    return settings.storeFaults === undefined ? store : FaultyObjectStore(settings.storeFaults).pipe(Layer.provide(store))
+  })
 )
 
 const StoresLive = Layer.merge(ObjectStoreLive, DeadLetterDirLive).pipe(Layer.provide(PlatformLive))

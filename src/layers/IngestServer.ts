@@ -213,7 +213,7 @@ const make = Effect.gen(function*() {
         return probe(req, res, () => send(res, 200, `{"status":"ok"}`))
       case "/readyz":
         return probe(req, res, () =>
-          lifecycle.ready
+          lifecycle.ready && !queue.storeDown()
             ? send(res, 200, `{"status":"ready"}`)
             : send(res, 503, `{"status":"not ready"}`, retryAfter(queue.retryAfterSeconds())))
       case "/metrics":

@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { variableToFlag } from "../domain/Cli.js"
+import { type FaultPlan, parseFaults } from "../domain/Faults.js"
 import { normalisePrefix } from "../domain/Keys.js"
 
 export type Storage = "local" | "s3"
@@ -50,7 +51,8 @@ export interface Settings {
   readonly s3Checksum: Checksum
   /** The allow-list of ingest tokens, or `undefined` when any token is accepted. */
   readonly ingestTokens: ReadonlyArray<string> | undefined
-  readonly storeFaults: string | undefined
+  /** Fault injection around the store (`STORE_FAULTS`), for rehearsals and tests. */
+  readonly storeFaults: FaultPlan | undefined
   readonly logLevel: LogLevelName
 }
 
@@ -165,7 +167,10 @@ const settingsConfig = Config.all({
   s3Checksum: oneOf("S3_CHECKSUM", "WHEN_REQUIRED", "request checksums", "WHEN_REQUIRED", "WHEN_SUPPORTED"),
   ingestTokens: optionalText("INGEST_TOKENS", "comma-separated token allow-list"),
   ingestTokensFile: optionalText("INGEST_TOKENS_FILE", "file with one allowed token per line"),
-  storeFaults: optionalText("STORE_FAULTS", "fault injection around the store"),
+  storeFaults: optionalText(
+    "STORE_FAULTS",
+    "fault injection around the store, e.g. latency=200ms±100,error=0.2:SlowDown,hang=0.01,applied-then-500=0.05"
+  ),
   logLevel: oneOf(
     "LOG_LEVEL",
     "info",
@@ -206,8 +211,11 @@ export const loadSettings: Effect.Effect<Settings, ConfigInvalid, FileSystem.Fil
   if (raw.storage === "s3" && (raw.s3Bucket === undefined || raw.s3Bucket === "")) {
     return yield* new ConfigInvalid({ variable: "S3_BUCKET", message: "is required with STORAGE=s3" })
   }
-  if (raw.storeFaults !== undefined) {
-    return yield* new ConfigInvalid({ variable: "STORE_FAULTS", message: "fault injection is not available in this version" })
+  let storeFaults: FaultPlan | undefined
+  if (raw.storeFaults !== undefined && raw.storeFaults.trim() !== "") {
+    const plan = parseFaults(raw.storeFaults)
+    if ("error" in plan) return yield* new ConfigInvalid({ variable: "STORE_FAULTS", message: plan.error })
+    storeFaults = plan
   }
   let tokens: Array<string> | undefined = raw.ingestTokens === undefined
     ? undefined
@@ -226,7 +234,7 @@ export const loadSettings: Effect.Effect<Settings, ConfigInvalid, FileSystem.Fil
     return yield* new ConfigInvalid({ variable, message: "holds no token" })
   }
   const { ingestTokensFile: _file, ...settings } = raw
-  return { ...settings, ingestTokens: tokens }
+  return { ...settings, ingestTokens: tokens, storeFaults }
 })
 
 export const layer: Layer.Layer<AppConfig, ConfigInvalid, FileSystem.FileSystem> = Layer.effect(AppConfig, loadSettings)

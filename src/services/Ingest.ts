@@ -54,6 +54,8 @@ const make = Effect.gen(function*() {
         return rejected({ reason: "too_many_payloads", message: "collection larger than the queue" })
       case "closed":
         return rejected({ reason: "draining", message: "shutting down" }, queue.retryAfterSeconds())
+      case "shedding":
+        return rejected({ reason: "shedding", message: "store unavailable, retry later" }, queue.retryAfterSeconds())
       case "full":
         return rejected({ reason: "queue_full", message: "queue full, retry later" }, queue.retryAfterSeconds())
     }

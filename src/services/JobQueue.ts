@@ -27,7 +27,7 @@ import { Metrics } from "./Metrics.js"
 import { DeadLetter, ObjectStore, type StoreError } from "./ObjectStore.js"
 import { makeUploader } from "./Uploader.js"
 
-export type Admission = "admitted" | "full" | "too_large" | "closed"
+export type Admission = "admitted" | "full" | "shedding" | "too_large" | "closed"
 
 export interface QueueStats {
   readonly accepted: number
@@ -56,7 +56,7 @@ const make = Effect.gen(function*() {
   const deadLetter = yield* DeadLetter
   const metrics = yield* Metrics
   const lifecycle = yield* Lifecycle
-  const upload = makeUploader(store, metrics, config)
+  const uploader = makeUploader(store, metrics, config)
 
   const queue = yield* Queue.bounded<Job>(config.maxQueue)
   const instance = randomBytes(4).toString("hex")
@@ -119,6 +119,12 @@ const make = Effect.gen(function*() {
     }
     if (count > config.maxQueue || bytes > config.maxQueueBytes) return "too_large"
     if (queuedPayloads() + count > config.maxQueue || queuedBytes + bytes > config.maxQueueBytes) return "full"
+    // While the store is down, keep the head-room above the high-water mark for when it returns.
+    if (
+      uploader.storeDown() &&
+      (queuedPayloads() + count > config.maxQueue * config.shedHighWater ||
+        queuedBytes + bytes > config.maxQueueBytes * config.shedHighWater)
+    ) return "shedding"
     for (let i = 0; i < count; i++) queue.unsafeOffer(jobs[i]!)
     queuedBytes += bytes
     accepted += count
@@ -221,7 +227,7 @@ const make = Effect.gen(function*() {
   const deliver = (key: string, jobs: ReadonlyArray<Job>) =>
     Effect.suspend(() => {
       const body = encodeBatch(jobs)
-      return upload(key, body).pipe(
+      return uploader.upload(key, body).pipe(
         Effect.matchCauseEffect({
           onSuccess: () => markStored(jobs),
           onFailure: (cause) => {
@@ -357,6 +363,8 @@ const make = Effect.gen(function*() {
 
   return {
     offerAll,
+    /** The store breaker is open or probing. */
+    storeDown: uploader.storeDown,
     awaitIdle,
     stats,
     /** Seconds a refused client should wait: queue depth over the measured drain rate, 1–60. */

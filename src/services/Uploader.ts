@@ -1,27 +1,73 @@
 /**
- * The store-independent upload policy around `ObjectStore.put`: a deadline per attempt that
- * interrupts the store (and so aborts its socket), retries of retryable failures with full-jitter
- * backoff, and the attempt metrics. The circuit breaker will sit here too.
+ * The store-independent upload policy around `ObjectStore.put` (DESIGN §2): a deadline per
+ * attempt that interrupts the store (and so aborts its socket), retries of retryable failures
+ * with full-jitter backoff, the circuit breaker shared by every worker, and the attempt metrics.
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
-import * as Schedule from "effect/Schedule"
 import { backoffMillis } from "../domain/Backoff.js"
+import {
+  breakerGauge,
+  type BreakerSettings,
+  type BreakerState,
+  closedBreaker,
+  onFailure,
+  onSuccess,
+  permit
+} from "../domain/Breaker.js"
 import type { Settings } from "./AppConfig.js"
 import type { Metrics } from "./Metrics.js"
 import { type ObjectStoreShape, StoreError } from "./ObjectStore.js"
 
 export type Upload = (key: string, body: Uint8Array) => Effect.Effect<void, StoreError>
 
+export interface Uploader {
+  readonly upload: Upload
+  /** True while the breaker is open or probing: `/readyz` answers 503 and intake may shed. */
+  readonly storeDown: () => boolean
+}
+
 export const makeUploader = (
   store: ObjectStoreShape,
   metrics: Metrics,
-  settings: Pick<Settings, "uploadTimeoutMs" | "uploadRetries">
-): Upload => {
+  settings: Pick<Settings, "uploadTimeoutMs" | "uploadRetries" | "breakerFailures" | "breakerCooldownMs">
+): Uploader => {
   const deadline = Duration.millis(settings.uploadTimeoutMs)
+  const breakerSettings: BreakerSettings = {
+    failures: settings.breakerFailures,
+    cooldownMillis: settings.breakerCooldownMs
+  }
+  let breaker: BreakerState = closedBreaker(breakerSettings)
+
+  const transition = (next: BreakerState, reason?: string) =>
+    Effect.suspend(() => {
+      const before = breaker.status
+      breaker = next
+      metrics.setBreakerState(breakerGauge(next.status))
+      if (before === next.status) return Effect.void
+      // Logged per transition, not per payload or attempt: a store that is down for an hour
+      // writes a line per cooldown, not a flood.
+      return next.status === "open"
+        ? Effect.logWarning("store breaker open").pipe(
+          Effect.annotateLogs({ cooldownMs: next.cooldownMillis, ...(reason === undefined ? {} : { reason }) })
+        )
+        : Effect.logInfo(`store breaker ${next.status}`)
+    })
+
+  /** Waits until the breaker lets an attempt through; true when that attempt is the probe. */
+  const enter: Effect.Effect<boolean> = Effect.gen(function*() {
+    while (true) {
+      const decision = permit(breaker, yield* Clock.currentTimeMillis)
+      if (decision._tag === "Attempt") {
+        yield* transition(decision.next)
+        return decision.probe
+      }
+      yield* Effect.sleep(Duration.millis(decision.millis))
+    }
+  })
 
   const attempt = (key: string, body: Uint8Array) =>
     Effect.gen(function*() {
@@ -31,29 +77,47 @@ export const makeUploader = (
       metrics.uploadDuration.observe(elapsed / 1000)
       if (result._tag === "Left") {
         metrics.attempt("error")
-        yield* Effect.logDebug("upload attempt failed").pipe(
-          Effect.annotateLogs({ key, reason: result.left.reason, retryable: result.left.retryable })
-        )
-        return yield* result.left
+        return Option.some(result.left)
       }
       if (Option.isNone(result.right)) {
         metrics.attempt("timeout")
-        yield* Effect.logDebug("upload attempt timed out").pipe(Effect.annotateLogs({ key }))
-        return yield* new StoreError({
-          retryable: true,
-          reason: `attempt timed out after ${settings.uploadTimeoutMs} ms`
-        })
+        return Option.some(
+          new StoreError({ retryable: true, reason: `attempt timed out after ${settings.uploadTimeoutMs} ms` })
+        )
       }
       metrics.attempt("ok")
+      return Option.none<StoreError>()
     })
 
-  // recurs counts retries from 0; the wait before retry n+1 is drawn from [0, min(5 s, 100 ms·2^n)).
-  const schedule = Schedule.recurs(settings.uploadRetries).pipe(
-    Schedule.addDelayEffect((retry) => Effect.map(Random.next, (r) => Duration.millis(backoffMillis(retry + 1, r))))
-  )
+  const upload: Upload = (key, body) =>
+    Effect.gen(function*() {
+      let retriesUsed = 0
+      while (true) {
+        const probe = yield* enter
+        const failure = yield* attempt(key, body)
+        if (Option.isNone(failure)) {
+          if (breaker.status !== "closed") yield* transition(onSuccess(breakerSettings))
+          return
+        }
+        const error = failure.value
+        yield* transition(
+          onFailure(breaker, breakerSettings, yield* Clock.currentTimeMillis, { retryable: error.retryable, probe }),
+          error.reason
+        )
+        yield* Effect.logDebug("upload attempt failed").pipe(
+          Effect.annotateLogs({ key, reason: error.reason, retryable: error.retryable, probe })
+        )
+        if (!error.retryable) return yield* error
+        // A failed probe only confirms the outage: it does not spend this batch's retries, so
+        // batches are held, not dead-lettered, while the store is down.
+        if (!probe) {
+          if (retriesUsed >= settings.uploadRetries) return yield* error
+          retriesUsed++
+          const wait = backoffMillis(retriesUsed, yield* Random.next)
+          yield* Effect.sleep(Duration.millis(wait))
+        }
+      }
+    })
 
-  return (key, body) =>
-    attempt(key, body).pipe(
-      Effect.retry({ schedule, while: (error) => error.retryable })
-    )
+  return { upload, storeDown: () => breaker.status !== "closed" }
 }

@@ -184,7 +184,12 @@ describe("S3ObjectStore against a loopback S3 that never answers", () => {
       const hanging = yield* hangingServer
       const store = yield* makeS3ObjectStore(settings({ s3Endpoint: hanging.endpoint }))
       const metrics = yield* Effect.provide(Metrics, Metrics.Default)
-      const upload = makeUploader(store, metrics, { uploadTimeoutMs: 300, uploadRetries: 0 })
+      const { upload } = makeUploader(store, metrics, {
+        uploadTimeoutMs: 300,
+        uploadRetries: 0,
+        breakerFailures: 5,
+        breakerCooldownMs: 1_000
+      })
       const key = `${runPrefix}/hang/uploader.ndjson`
 
       const started = Date.now()

@@ -15,13 +15,16 @@ import { makeHangingStore, makeScriptedStore, permanent, retryable, type Step } 
 
 const body = new TextEncoder().encode("{\"id\":1}\n")
 
+/** Breaker settings that never open on retryable failures, for the retry-policy cases. */
+const NO_BREAKER = { breakerFailures: 1_000, breakerCooldownMs: 1_000 }
+
 /** Runs an upload over a scripted store with a fixed jitter draw, moving the clock until it ends. */
 const runScripted = (steps: ReadonlyArray<Step>, retries: number, jitter: number) =>
   Effect.gen(function*() {
     const store = yield* makeScriptedStore(steps)
     const metrics = yield* Effect.provide(Metrics, Metrics.Default)
     const storeShape = yield* Effect.provide(ObjectStore, store.layer)
-    const upload = makeUploader(storeShape, metrics, { uploadTimeoutMs: 10_000, uploadRetries: retries })
+    const { upload } = makeUploader(storeShape, metrics, { ...NO_BREAKER, uploadTimeoutMs: 10_000, uploadRetries: retries })
     const fiber = yield* Effect.fork(Effect.withRandom(upload("k", body), Random.fixed([jitter])))
     yield* TestClock.adjust("10 minutes")
     const exit = yield* Fiber.await(fiber)
@@ -34,7 +37,8 @@ describe("Uploader", () => {
     Effect.gen(function*() {
       const store = yield* makeHangingStore
       const metrics = yield* Effect.provide(Metrics, Metrics.Default)
-      const upload = makeUploader(yield* Effect.provide(ObjectStore, store.layer), metrics, {
+      const { upload } = makeUploader(yield* Effect.provide(ObjectStore, store.layer), metrics, {
+        ...NO_BREAKER,
         uploadTimeoutMs: 10_000,
         uploadRetries: 0
       })
@@ -59,7 +63,8 @@ describe("Uploader", () => {
     Effect.gen(function*() {
       const store = yield* makeHangingStore
       const metrics = yield* Effect.provide(Metrics, Metrics.Default)
-      const upload = makeUploader(yield* Effect.provide(ObjectStore, store.layer), metrics, {
+      const { upload } = makeUploader(yield* Effect.provide(ObjectStore, store.layer), metrics, {
+        ...NO_BREAKER,
         uploadTimeoutMs: 10_000,
         uploadRetries: 5
       })
