@@ -13,7 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import { parseArgs } from "./domain/Cli.js"
-import { ServiceLive } from "./layers/App.js"
+import { runReplay, ServiceLive } from "./layers/App.js"
 import { LoggingLive } from "./layers/Logging.js"
 import { helpText, loadSettings, settingDocs } from "./services/AppConfig.js"
 import { makeLifecycle } from "./services/Lifecycle.js"
@@ -50,6 +50,26 @@ const service = (flags: ReadonlyMap<string, string>) => {
   })
 }
 
+/** Re-uploads DATA_DIR/dead-letter; exits 1 when any file could not be stored or the lock is held. */
+const replay = (flags: ReadonlyMap<string, string>) => {
+  const program = loadSettings.pipe(
+    Effect.catchTag("ConfigInvalid", (e) => fail(`invalid configuration: ${e.variable} ${e.message}`)),
+    Effect.flatMap((settings) =>
+      runReplay(settings).pipe(
+        Effect.catchTag("LockHeld", (e) => fail(`replay refused: ${e.message}`)),
+        Effect.flatMap((summary) => summary.failed > 0 ? Effect.fail(1) : Effect.void),
+        Effect.tapErrorCause((cause) =>
+          Cause.isFailType(cause) && cause.error === 1 ? Effect.void : Effect.logFatal("replay failed", cause)
+        ),
+        Effect.provide(LoggingLive(settings.logLevel))
+      )
+    ),
+    Effect.provide(NodeFileSystem.layer),
+    Effect.withConfigProvider(ConfigProvider.fromMap(new Map([...environment(), ...flags])))
+  )
+  NodeRuntime.runMain(program, { disableErrorReporting: true, disablePrettyLogger: true })
+}
+
 switch (request._tag) {
   case "Help":
     process.stdout.write(helpText() + "\n")
@@ -60,8 +80,5 @@ switch (request._tag) {
     break
   case "Run":
     if (request.command === "service") service(request.flags)
-    else {
-      process.stderr.write("s3-ingest: replay is not available in this version\n")
-      process.exitCode = 1
-    }
+    else replay(request.flags)
 }

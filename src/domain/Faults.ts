@@ -5,6 +5,7 @@
  *   error=0.2:SlowDown      fail 20 % of attempts with that S3 code (retryable or not, as S3's would be)
  *   hang=0.01               1 % of attempts never answer (the per-attempt deadline must cut them)
  *   applied-then-500=0.05   5 % of attempts write the object, then fail with 500 InternalError
+ *   defect=0.01             1 % of attempts die with a defect (a bug, not a store error)
  *
  * Rules are checked in that order per attempt; probabilities are in [0, 1].
  */
@@ -16,6 +17,7 @@ export interface FaultPlan {
   readonly errorCode: string
   readonly hangRate: number
   readonly appliedThen500Rate: number
+  readonly defectRate: number
 }
 
 export const noFaults: FaultPlan = {
@@ -24,7 +26,8 @@ export const noFaults: FaultPlan = {
   errorRate: 0,
   errorCode: "SlowDown",
   hangRate: 0,
-  appliedThen500Rate: 0
+  appliedThen500Rate: 0,
+  defectRate: 0
 }
 
 const probability = (text: string): number | undefined => {
@@ -56,14 +59,19 @@ export const parseFaults = (spec: string): FaultPlan | { readonly error: string 
         break
       }
       case "hang":
-      case "applied-then-500": {
+      case "applied-then-500":
+      case "defect": {
         const p = probability(value)
         if (p === undefined) return { error: `"${rule}": expected ${name}=<probability in [0, 1]>` }
-        plan = name === "hang" ? { ...plan, hangRate: p } : { ...plan, appliedThen500Rate: p }
+        plan = name === "hang"
+          ? { ...plan, hangRate: p }
+          : name === "defect"
+          ? { ...plan, defectRate: p }
+          : { ...plan, appliedThen500Rate: p }
         break
       }
       default:
-        return { error: `unknown rule "${name}" (latency, error, hang, applied-then-500)` }
+        return { error: `unknown rule "${name}" (latency, error, hang, applied-then-500, defect)` }
     }
   }
   return plan

@@ -14,8 +14,10 @@ import { Ingest } from "../services/Ingest.js"
 import { JobQueue } from "../services/JobQueue.js"
 import { Lifecycle, type LifecycleShape } from "../services/Lifecycle.js"
 import { Metrics } from "../services/Metrics.js"
+import { replayDeadLetters } from "../services/Replay.js"
 import { FaultyObjectStore } from "./FaultyObjectStore.js"
 import { IngestServerLive } from "./IngestServer.js"
+import { DataDirLockLive } from "./DataDirLock.js"
 import { DeadLetterDirLive, LocalObjectStoreLive } from "./LocalObjectStore.js"
 import { S3ObjectStoreLive } from "./S3ObjectStore.js"
 
@@ -30,7 +32,11 @@ const ObjectStoreLive = Layer.unwrapEffect(
 
 const StoresLive = Layer.merge(ObjectStoreLive, DeadLetterDirLive).pipe(Layer.provide(PlatformLive))
 
-const QueueLive = JobQueue.Default.pipe(Layer.provide(StoresLive))
+// Taken before the stores touch DATA_DIR (the local store clears its temporary files) and
+// released after they closed.
+const LockLive = DataDirLockLive.pipe(Layer.provide(PlatformLive))
+
+const QueueLive = JobQueue.Default.pipe(Layer.provide(StoresLive), Layer.provide(LockLive))
 
 const EdgeLive = IngestServerLive.pipe(Layer.provide(Ingest.Default))
 
@@ -41,4 +47,16 @@ export const ServiceLive = (settings: Settings, lifecycle: LifecycleShape) =>
     Layer.provide(Layer.merge(Layer.succeed(AppConfig, settings), Layer.succeed(Lifecycle, lifecycle))),
     // Effect's own fiber metrics cost 20–30 % on fork-heavy code and nothing here reads them.
     Layer.provide(RuntimeFlags.disableRuntimeMetrics)
+  )
+
+/** `replay`: the configured store (with its faults, if any) and the lock, nothing else. */
+export const runReplay = (settings: Settings) =>
+  replayDeadLetters.pipe(
+    Effect.provide(
+      Layer.mergeAll(ObjectStoreLive, Metrics.Default, PlatformLive).pipe(
+        Layer.provide(LockLive),
+        Layer.provide(PlatformLive),
+        Layer.provideMerge(Layer.succeed(AppConfig, settings))
+      )
+    )
   )

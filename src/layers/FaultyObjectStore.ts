@@ -26,6 +26,7 @@ export const withFaults = (plan: FaultPlan) => (store: typeof ObjectStore.Servic
         })
       }
       if ((yield* Random.next) < plan.hangRate) return yield* Effect.never
+      if ((yield* Random.next) < plan.defectRate) return yield* Effect.dieMessage("injected defect")
       const appliedThenFail = (yield* Random.next) < plan.appliedThen500Rate
       yield* store.put(key, body)
       if (appliedThenFail) {

@@ -38,7 +38,8 @@ describe("STORE_FAULTS grammar", () => {
       errorRate: 0.2,
       errorCode: "SlowDown",
       hangRate: 0.01,
-      appliedThen500Rate: 0.05
+      appliedThen500Rate: 0.05,
+      defectRate: 0
     })
     assert.deepStrictEqual(planOf("latency=50ms"), { ...noFaults, latencyMillis: 50 })
     assert.deepStrictEqual(planOf("error=1"), { ...noFaults, errorRate: 1 })
@@ -73,6 +74,13 @@ describe("FaultyObjectStore", () => {
       const error = failureOf(yield* Effect.exit(store.put("k", body)))
       assert.isTrue(error.retryable)
       assert.strictEqual(memory.objects.get("k"), "{\"id\":1}\n")
+    }))
+
+  it.effect("defect=1 dies: a bug, not a StoreError", () =>
+    Effect.gen(function*() {
+      const { store } = yield* faulty("defect=1")
+      const exit = yield* Effect.exit(store.put("k", body))
+      assert.isTrue(Exit.isFailure(exit) && exit.cause._tag === "Die")
     }))
 
   it.effect("hang=1 never answers until the deadline interrupts it", () =>
