@@ -92,7 +92,10 @@ const make = Effect.gen(function*() {
     storedThisSecond += count
   }
 
-  const queuedPayloads = () => Math.max(0, Option.getOrElse(queue.unsafeSize(), () => 0))
+  // Counted here rather than read from the queue: a line handed straight to a waiting worker is
+  // in neither the queue nor a batch until that worker runs, and the books must balance anyway.
+  let queued = 0
+  const queuedPayloads = () => queued
 
   metrics.setQueueProbe({
     queuedPayloads,
@@ -126,6 +129,7 @@ const make = Effect.gen(function*() {
         queuedBytes + bytes > config.maxQueueBytes * config.shedHighWater)
     ) return "shedding"
     for (let i = 0; i < count; i++) queue.unsafeOffer(jobs[i]!)
+    queued += count
     queuedBytes += bytes
     accepted += count
     metrics.payloadsAccepted.inc(count)
@@ -146,6 +150,7 @@ const make = Effect.gen(function*() {
 
   const take = (hold: WorkerHold, jobs: ReadonlyArray<Job>) => {
     for (const job of jobs) {
+      queued--
       queuedBytes -= job.bytes
       inFlight++
       place(hold, job)
@@ -319,12 +324,13 @@ const make = Effect.gen(function*() {
         hold.carry = []
       }
     }
-    const queued = Chunk.toReadonlyArray(yield* Queue.takeAll(queue))
-    for (const job of queued) {
+    const leftovers = Chunk.toReadonlyArray(yield* Queue.takeAll(queue))
+    for (const job of leftovers) {
+      queued--
       queuedBytes -= job.bytes
       inFlight++
     }
-    yield* leftoverBatches(queued)
+    yield* leftoverBatches(leftovers)
   })
 
   const leftoverBatches = (jobs: ReadonlyArray<Job>) =>
@@ -370,6 +376,8 @@ const make = Effect.gen(function*() {
     /** Seconds a refused client should wait: queue depth over the measured drain rate, 1–60. */
     retryAfterSeconds: (): number => {
       const depth = queuedPayloads() + inFlight
+      // The measured rate is stale while the breaker holds every batch.
+      if (uploader.storeDown()) return 30
       if (storedPerSecond <= 0) return depth === 0 ? 1 : 5
       return Math.min(60, Math.max(1, Math.ceil(depth / storedPerSecond)))
     }
