@@ -2,13 +2,18 @@
  * A batch is the unit of upload: the payload lines one worker took, under one key.
  */
 
-/** A queued payload: its NDJSON line (no trailing "\n") and when it was acknowledged. */
+/**
+ * A queued payload: its NDJSON line as UTF-8 bytes (no trailing "\n"), and when it was
+ * acknowledged. Bytes, not strings: queued payloads then live outside the JavaScript heap, so a
+ * full queue does not make every garbage collection walk it, and batches are assembled by copying.
+ */
 export interface Job {
-  readonly line: string
-  /** UTF-8 bytes of the line plus its "\n": what it adds to an object and to the queue bound. */
-  readonly bytes: number
+  readonly line: Uint8Array
   readonly acceptedAt: number
 }
+
+/** What a job adds to an object and to the queue's byte bound: its line and "\n". */
+export const jobBytes = (job: Job): number => job.line.length + 1
 
 export interface Batch {
   readonly key: string
@@ -16,17 +21,36 @@ export interface Batch {
   readonly bytes: number
 }
 
-/** The object body: one payload per line, each line ending in "\n", encoded in one copy. */
+/** The object body: one payload per line, each line ending in "\n". */
 export const encodeBatch = (jobs: ReadonlyArray<Job>): Uint8Array => {
   let total = 0
-  for (let i = 0; i < jobs.length; i++) total += jobs[i]!.bytes
+  for (let i = 0; i < jobs.length; i++) total += jobs[i]!.line.length + 1
   const body = Buffer.allocUnsafe(total)
   let offset = 0
   for (let i = 0; i < jobs.length; i++) {
-    offset += body.write(jobs[i]!.line, offset, "utf8")
+    const line = jobs[i]!.line
+    body.set(line, offset)
+    offset += line.length
     body[offset++] = 0x0a
   }
   return body
 }
 
-export const lineBytes = (line: string): number => Buffer.byteLength(line, "utf8") + 1
+/**
+ * The UTF-8 bytes of each line. Where the body is ASCII (as many bytes as characters) and a line
+ * is the body's own slice, its bytes are a view of the body: no copy, no encoding.
+ */
+export const lineBytesOf = (
+  body: Uint8Array,
+  text: string,
+  lines: ReadonlyArray<string>,
+  spans: ReadonlyArray<number>
+): Array<Uint8Array> => {
+  const ascii = body.length === text.length
+  const out = new Array<Uint8Array>(lines.length)
+  for (let k = 0; k < lines.length; k++) {
+    const start = spans[2 * k]!
+    out[k] = ascii && start >= 0 ? body.subarray(start, spans[2 * k + 1]!) : Buffer.from(lines[k]!, "utf8")
+  }
+  return out
+}

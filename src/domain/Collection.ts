@@ -22,6 +22,12 @@ export interface Collection {
   readonly token: string
   /** One NDJSON line per payload, without its trailing "\n". */
   readonly lines: ReadonlyArray<string>
+  /**
+   * Per line, its [start, end) offsets in the text, or -1, -1 where the line is not the text's
+   * own slice (an element written over several lines). Lets the caller take a line's bytes
+   * straight out of the request body.
+   */
+  readonly spans: ReadonlyArray<number>
 }
 
 export type ParsedCollection =
@@ -329,11 +335,17 @@ export const parseCollection = (text: string, maxDepth: number): ParsedCollectio
   const lines = new Array<string>(count)
   for (let k = 0; k < count; k++) {
     const line = text.slice(spans[2 * k], spans[2 * k + 1])
-    // Raw line breaks can only be whitespace between tokens here (strings were validated):
-    // blanking them keeps the element's exact text, number spellings included.
-    lines[k] = multiline[k] === true ? line.replace(LINE_BREAKS, " ") : line
+    if (multiline[k] === true) {
+      // Raw line breaks can only be whitespace between tokens here (strings were validated):
+      // blanking them keeps the element's exact text, number spellings included.
+      lines[k] = line.replace(LINE_BREAKS, " ")
+      spans[2 * k] = -1
+      spans[2 * k + 1] = -1
+    } else {
+      lines[k] = line
+    }
   }
-  return { _tag: "Collection", collection: { version, token, lines } }
+  return { _tag: "Collection", collection: { version, token, lines, spans } }
 
   /** Ends the current `data` element at the separator at `at` (trailing whitespace excluded). */
   function closeElement(at: number) {

@@ -132,7 +132,7 @@ const make = Effect.gen(function*() {
     } catch {
       return refuse(res, "invalid_json", "invalid UTF-8")
     }
-    const result = ingest.admit(text, Date.now())
+    const result = ingest.admit(bytes, text, Date.now())
     if (result._tag === "Accepted") return send(res, 202, `{"accepted":${result.count}}`)
     return reject(res, result.rejection, result.retryAfter === undefined ? undefined : retryAfter(result.retryAfter))
   }
@@ -174,7 +174,9 @@ const make = Effect.gen(function*() {
     req.on("end", () => {
       if (done) return
       done = true
-      admitBody(res, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size), encoding)
+      // Always a fresh buffer: queued payloads are views into it, and a chunk straight from the
+      // socket may share its memory with other reads.
+      admitBody(res, Buffer.concat(chunks, size), encoding)
     })
     req.on("error", () => {
       done = true

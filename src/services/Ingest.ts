@@ -5,6 +5,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as Effect from "effect/Effect"
+import { lineBytesOf } from "../domain/Batch.js"
 import { parseCollection } from "../domain/Collection.js"
 import type { Rejection } from "../domain/Rejection.js"
 import { AppConfig } from "./AppConfig.js"
@@ -39,15 +40,16 @@ const make = Effect.gen(function*() {
   const queue = yield* JobQueue
   const tokenAllowed = makeTokenCheck(config.ingestTokens)
 
-  const admit = (text: string, now: number): AdmitResult => {
+  /** Admits the collection in `body`, already decoded to `text`. */
+  const admit = (body: Uint8Array, text: string, now: number): AdmitResult => {
     const parsed = parseCollection(text, config.maxJsonDepth)
     if (parsed._tag === "Invalid") return rejected(parsed.error)
-    const { lines, token } = parsed.collection
+    const { lines, spans, token } = parsed.collection
     if (!tokenAllowed(token)) return rejected({ reason: "unauthorized", message: "token not allowed" })
     if (lines.length > config.maxPayloadsPerRequest) {
       return rejected({ reason: "too_many_payloads", message: `more than ${config.maxPayloadsPerRequest} payloads` })
     }
-    switch (queue.offerAll(lines, now)) {
+    switch (queue.offerAll(lineBytesOf(body, text, lines, spans), now)) {
       case "admitted":
         return { _tag: "Accepted", count: lines.length }
       case "too_large":

@@ -19,7 +19,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import { encodeBatch, type Job, lineBytes } from "../domain/Batch.js"
+import { encodeBatch, type Job, jobBytes } from "../domain/Batch.js"
 import { objectKey } from "../domain/Keys.js"
 import { AppConfig } from "./AppConfig.js"
 import { beginShutdown, Lifecycle } from "./Lifecycle.js"
@@ -109,17 +109,11 @@ const make = Effect.gen(function*() {
   }
 
   /** All-or-nothing admission of one collection's lines. Synchronous: call it in one JS turn. */
-  const offerAll = (lines: ReadonlyArray<string>, acceptedAt: number): Admission => {
+  const offerAll = (lines: ReadonlyArray<Uint8Array>, acceptedAt: number): Admission => {
     if (!lifecycle.intakeOpen) return "closed"
     const count = lines.length
-    const jobs = new Array<Job>(count)
-    let bytes = 0
-    for (let i = 0; i < count; i++) {
-      const line = lines[i]!
-      const size = lineBytes(line)
-      bytes += size
-      jobs[i] = { line, bytes: size, acceptedAt }
-    }
+    let bytes = count
+    for (let i = 0; i < count; i++) bytes += lines[i]!.length
     if (count > config.maxQueue || bytes > config.maxQueueBytes) return "too_large"
     if (queuedPayloads() + count > config.maxQueue || queuedBytes + bytes > config.maxQueueBytes) return "full"
     // While the store is down, keep the head-room above the high-water mark for when it returns.
@@ -128,7 +122,7 @@ const make = Effect.gen(function*() {
       (queuedPayloads() + count > config.maxQueue * config.shedHighWater ||
         queuedBytes + bytes > config.maxQueueBytes * config.shedHighWater)
     ) return "shedding"
-    for (let i = 0; i < count; i++) queue.unsafeOffer(jobs[i]!)
+    for (let i = 0; i < count; i++) queue.unsafeOffer({ line: lines[i]!, acceptedAt })
     queued += count
     queuedBytes += bytes
     accepted += count
@@ -140,18 +134,18 @@ const make = Effect.gen(function*() {
 
   /** Puts a job in the batch, or keeps it for the next one when it would overflow the bytes. */
   const place = (hold: WorkerHold, job: Job) => {
-    if (hold.jobs.length > 0 && hold.bytes + job.bytes > config.batchMaxBytes) {
+    if (hold.jobs.length > 0 && hold.bytes + jobBytes(job) > config.batchMaxBytes) {
       hold.carry.push(job)
     } else {
       hold.jobs.push(job)
-      hold.bytes += job.bytes
+      hold.bytes += jobBytes(job)
     }
   }
 
   const take = (hold: WorkerHold, jobs: ReadonlyArray<Job>) => {
     for (const job of jobs) {
       queued--
-      queuedBytes -= job.bytes
+      queuedBytes -= jobBytes(job)
       inFlight++
       place(hold, job)
     }
@@ -327,7 +321,7 @@ const make = Effect.gen(function*() {
     const leftovers = Chunk.toReadonlyArray(yield* Queue.takeAll(queue))
     for (const job of leftovers) {
       queued--
-      queuedBytes -= job.bytes
+      queuedBytes -= jobBytes(job)
       inFlight++
     }
     yield* leftoverBatches(leftovers)
@@ -341,9 +335,9 @@ const make = Effect.gen(function*() {
         let bytes = 0
         while (
           end < jobs.length && end - start < config.batchMaxItems &&
-          (end === start || bytes + jobs[end]!.bytes <= config.batchMaxBytes)
+          (end === start || bytes + jobBytes(jobs[end]!) <= config.batchMaxBytes)
         ) {
-          bytes += jobs[end]!.bytes
+          bytes += jobBytes(jobs[end]!)
           end++
         }
         const batch = jobs.slice(start, end)

@@ -5,6 +5,7 @@
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
+import * as Exit from "effect/Exit"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
@@ -94,9 +95,19 @@ export const makeUploader = (
       let retriesUsed = 0
       while (true) {
         const probe = yield* enter
-        const failure = yield* attempt(key, body)
+        const failure = yield* attempt(key, body).pipe(
+          // A probe that dies or is interrupted must still hand the half-open slot back,
+          // or no probe would ever run again.
+          Effect.onExit((exit) =>
+            probe && Exit.isFailure(exit)
+              ? Effect.flatMap(Clock.currentTimeMillis, (now) =>
+                transition(onFailure(breaker, breakerSettings, now, { retryable: true, probe }), "probe did not finish"))
+              : Effect.void
+          )
+        )
         if (Option.isNone(failure)) {
-          if (breaker.status !== "closed") yield* transition(onSuccess(breakerSettings))
+          // Any success proves the store works: it resets the count of consecutive failures too.
+          if (breaker.status !== "closed" || breaker.failures > 0) yield* transition(onSuccess(breakerSettings))
           return
         }
         const error = failure.value

@@ -46,8 +46,12 @@ describe("parseCollection: lines", () => {
     assert.deepStrictEqual(collection, {
       version: "1.4",
       token: "tok",
-      lines: [`{"id":1, "a": [1,2]}`, `{"id":2,"s":"x"}`]
+      lines: [`{"id":1, "a": [1,2]}`, `{"id":2,"s":"x"}`],
+      spans: [41, 61, 64, 80]
     })
+    for (let k = 0; k < collection.lines.length; k++) {
+      assert.strictEqual(text.slice(collection.spans[2 * k], collection.spans[2 * k + 1]), collection.lines[k])
+    }
   })
 
   it("keeps the exact text of one-line elements laid out one per line", () => {
@@ -126,7 +130,12 @@ describe("parseCollection: lines", () => {
 
   it("does not depend on the order of the top-level keys", () => {
     const collection = collectionOf(`{"data":[{"id":1},{"id":2}],"token":"tok","version":"2"}`)
-    assert.deepStrictEqual(collection, { version: "2", token: "tok", lines: [`{"id":1}`, `{"id":2}`] })
+    assert.deepStrictEqual(collection, {
+      version: "2",
+      token: "tok",
+      lines: [`{"id":1}`, `{"id":2}`],
+      spans: [9, 17, 18, 26]
+    })
     const middle = collectionOf(`{"token":"tok","data":[{"id":1}],"extra":[1,[2]],"version":"2"}`)
     assert.deepStrictEqual(middle.lines, [`{"id":1}`])
   })

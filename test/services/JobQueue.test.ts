@@ -3,7 +3,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
-import { lineBytes } from "../../src/domain/Batch.js"
+import { jobBytes } from "../../src/domain/Batch.js"
 import { keyFileName } from "../../src/domain/Keys.js"
 import { awaitSleepers, buildQueue, ids, lines, sample } from "../support/queue.js"
 import {
@@ -43,7 +43,7 @@ describe("JobQueue admission", () => {
     Effect.gen(function*() {
       const store = yield* makeMemoryStore
       const dead = yield* makeMemoryDeadLetter
-      const size = lineBytes(lines(1)[0]!)
+      const size = jobBytes({ line: lines(1)[0]!, acceptedAt: 0 })
       const { close, queue } = yield* buildQueue(
         { maxQueueBytes: size * 4, maxWorkers: 1 },
         store.layer,
@@ -120,7 +120,7 @@ describe("JobQueue batching", () => {
     Effect.gen(function*() {
       const store = yield* makeMemoryStore
       const dead = yield* makeMemoryDeadLetter
-      const size = lineBytes(lines(1)[0]!)
+      const size = jobBytes({ line: lines(1)[0]!, acceptedAt: 0 })
       const { close, queue } = yield* buildQueue(
         { maxWorkers: 1, batchMaxBytes: size * 2, batchMaxWaitMs: 200 },
         store.layer,

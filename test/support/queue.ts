@@ -55,9 +55,9 @@ export const awaitSleepers = (count: number) =>
     return yield* Effect.dieMessage(`expected ${count} pending sleeps`)
   })
 
-/** Lines `{"id":<from>}` … `{"id":<from + count - 1>}`. */
-export const lines = (count: number, from = 0): Array<string> =>
-  Array.from({ length: count }, (_, i) => JSON.stringify({ id: from + i }))
+/** Lines `{"id":<from>}` … `{"id":<from + count - 1>}`, as the UTF-8 bytes the queue holds. */
+export const lines = (count: number, from = 0): Array<Uint8Array> =>
+  Array.from({ length: count }, (_, i) => Buffer.from(JSON.stringify({ id: from + i })))
 
 export const ids = (ndjson: string): Array<number> =>
   ndjson.split("\n").filter((l) => l !== "").map((l) => (JSON.parse(l) as { id: number }).id)
