@@ -287,7 +287,7 @@ export const helpText = (): string => {
     "",
     "Usage:",
     "  node dist/main.js service [--setting value ...]   run the ingest service",
-    "  node dist/main.js replay  [--setting value ...]   re-upload DATA_DIR/dead-letter under the original keys",
+    "  node dist/main.js replay  [--setting value ...]   re-upload dead-lettered batches under their original keys",
     "  node dist/main.js --help                          this text",
     "",
     "Settings (environment variable / flag, default, meaning); a flag overrides the variable:",
