@@ -622,6 +622,28 @@ describe("chaos (short forms)", () => {
     pass(s)
   })
 
+  it("(c′) slow body: an upload whose body trickles is cut at UPLOAD_TIMEOUT_MS and retried, then stored once", async () => {
+    const s = await begin("c2-slow-body", {
+      storage: "s3",
+      proxyMode: "slow-body",
+      env: { UPLOAD_TIMEOUT_MS: "1000", BATCH_MAX_ITEMS: "1000" }
+    })
+    // One collection of about 22 KB, one batch: at 10 KB/s its body needs 2 s, the deadline is 1 s.
+    expect(await post(s, 200)).toBe(202)
+    await waitFor("an attempt cut at its deadline", async () => {
+      const text = await metricsText(s)
+      return metric(text, "s3ingest_upload_attempts_total", `outcome="timeout"`) > 0 ? true : undefined
+    }, 10_000)
+    s.proxy!.set("pass")
+    await waitIdle(s, 20_000)
+    const o = await finish(s, 15_000)
+    note(s, `${s.proxy!.hung.length} slow uploads before the link recovered`)
+    expect(o.stored).toBe(o.acknowledged)
+    expect(o.exitCode).toBe(0)
+    expectAccounted(s, o)
+    pass(s)
+  })
+
   it("(d) 500 after the write applied, then pass: every batch under one key, no duplicate ids", async () => {
     const s = await begin("d-applied-500", { storage: "s3", proxyMode: "applied-then-500" })
     await postFor(s, 1_500, 10, 20)

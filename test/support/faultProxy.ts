@@ -26,10 +26,10 @@ import {
 } from "node:http"
 import type { Socket } from "node:net"
 
-export type ProxyModeName = "pass" | "slowdown" | "outage" | "hang" | "applied-then-500" | "forbidden"
+export type ProxyModeName = "pass" | "slowdown" | "outage" | "hang" | "applied-then-500" | "forbidden" | "slow-body"
 
 export type ProxyMode =
-  | { readonly mode: "pass" | "outage" | "hang" | "applied-then-500" | "forbidden" }
+  | { readonly mode: "pass" | "outage" | "hang" | "applied-then-500" | "forbidden" | "slow-body" }
   /** `fraction` of the requests (default 1) get 503 SlowDown, the others pass. */
   | { readonly mode: "slowdown"; readonly fraction?: number }
 
@@ -74,7 +74,15 @@ export interface FaultProxy {
   readonly close: () => Promise<void>
 }
 
-const modeNames: ReadonlyArray<ProxyModeName> = ["pass", "slowdown", "outage", "hang", "applied-then-500", "forbidden"]
+const modeNames: ReadonlyArray<ProxyModeName> = [
+  "pass",
+  "slowdown",
+  "outage",
+  "hang",
+  "applied-then-500",
+  "forbidden",
+  "slow-body"
+]
 const outcomes: ReadonlyArray<ProxyOutcome> = [
   "forwarded",
   "slowdown",
@@ -87,6 +95,9 @@ const outcomes: ReadonlyArray<ProxyOutcome> = [
 
 const zeros = <K extends string>(keys: ReadonlyArray<K>): Record<K, number> =>
   Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>
+
+/** The read rate of "slow-body" mode: a 40 KB object takes 4 s. */
+export const SLOW_BODY_BYTES_PER_SECOND = 10_000
 
 /** An S3 error document, as S3 (and the SDK's parser) shape it. */
 export const s3ErrorXml = (code: string, message: string): string =>
@@ -199,6 +210,30 @@ export const startFaultProxy = (upstream: string, initial: ProxyModeName | Proxy
         byOutcome.reset++
         req.socket.resetAndDestroy()
         return
+      case "slow-body": {
+        // Reads the request body at SLOW_BODY_BYTES_PER_SECOND, as a congested link would, and
+        // forwards it only when complete; records when the client gave up, like "hang".
+        byOutcome.hung++
+        const arrivedAt = Date.now()
+        let closedAt: number | undefined
+        const closed = new Promise<number>((done) =>
+          req.socket.once("close", () => {
+            closedAt = Date.now()
+            done(closedAt)
+          })
+        )
+        hung.push({ method: req.method ?? "", path: req.url ?? "", arrivedAt, closedAt: () => closedAt, closed })
+        req.on("data", (chunk: Buffer) => {
+          req.pause()
+          setTimeout(() => req.resume(), Math.ceil((chunk.length / SLOW_BODY_BYTES_PER_SECOND) * 1000))
+        })
+        req.on("end", () => {
+          if (req.socket.destroyed) return
+          res.writeHead(503, { "content-type": "application/xml" })
+          res.end(s3ErrorXml("SlowDown", "Body arrived too slowly"))
+        })
+        return
+      }
       case "hang": {
         byOutcome.hung++
         req.resume()
