@@ -4,7 +4,6 @@
  * runs under `NodeRuntime.runMain`, whose `teardown` turns the shutdown summary into the exit
  * code (DESIGN §3): 0 clean, 1 dead-lettered (or failed to start), 2 lost.
  */
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -37,7 +36,6 @@ const service = (flags: ReadonlyMap<string, string>) => {
         Effect.provide(LoggingLive(settings.logLevel))
       )
     ),
-    Effect.provide(NodeFileSystem.layer),
     // One map, flags laid over the environment: with `orElse`, a flag whose value fails to
     // parse would silently fall back to the variable.
     Effect.withConfigProvider(ConfigProvider.fromMap(new Map([...environment(), ...flags])))
@@ -64,7 +62,6 @@ const replay = (flags: ReadonlyMap<string, string>) => {
         Effect.provide(LoggingLive(settings.logLevel))
       )
     ),
-    Effect.provide(NodeFileSystem.layer),
     Effect.withConfigProvider(ConfigProvider.fromMap(new Map([...environment(), ...flags])))
   )
   NodeRuntime.runMain(program, { disableErrorReporting: true, disablePrettyLogger: true })

@@ -4,8 +4,6 @@
  * conducts the drain, then the queue interrupts its workers and dead-letters the rest, then
  * the stores close (DESIGN §3).
  */
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodePath from "@effect/platform-node/NodePath"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as RuntimeFlags from "effect/RuntimeFlags"
@@ -14,14 +12,11 @@ import { Ingest } from "../services/Ingest.js"
 import { JobQueue } from "../services/JobQueue.js"
 import { Lifecycle, type LifecycleShape } from "../services/Lifecycle.js"
 import { Metrics } from "../services/Metrics.js"
-import { replayDeadLetters } from "../services/Replay.js"
 import { FaultyObjectStore } from "./FaultyObjectStore.js"
 import { IngestServerLive } from "./IngestServer.js"
 import { DataDirLockLive } from "./DataDirLock.js"
 import { DeadLetterDirLive, LocalObjectStoreLive } from "./LocalObjectStore.js"
 import { S3ObjectStoreLive } from "./S3ObjectStore.js"
-
-const PlatformLive = Layer.merge(NodeFileSystem.layer, NodePath.layer)
 
 const ObjectStoreLive = Layer.unwrapEffect(
   Effect.map(AppConfig, (settings) => {
@@ -30,11 +25,11 @@ const ObjectStoreLive = Layer.unwrapEffect(
   })
 )
 
-const StoresLive = Layer.merge(ObjectStoreLive, DeadLetterDirLive).pipe(Layer.provide(PlatformLive))
+const StoresLive = Layer.merge(ObjectStoreLive, DeadLetterDirLive)
 
 // Taken before the stores touch DATA_DIR (the local store clears its temporary files) and
 // released after they closed.
-const LockLive = DataDirLockLive.pipe(Layer.provide(PlatformLive))
+const LockLive = DataDirLockLive
 
 const QueueLive = JobQueue.Default.pipe(Layer.provide(StoresLive), Layer.provide(LockLive))
 
@@ -49,14 +44,25 @@ export const ServiceLive = (settings: Settings, lifecycle: LifecycleShape) =>
     Layer.provide(RuntimeFlags.disableRuntimeMetrics)
   )
 
-/** `replay`: the configured store (with its faults, if any) and the lock, nothing else. */
+/**
+ * `replay`: the configured store (with its faults, if any) and the lock, nothing else. The
+ * platform FileSystem is loaded here, on demand: the service's start-up never pays for it.
+ */
 export const runReplay = (settings: Settings) =>
-  replayDeadLetters.pipe(
-    Effect.provide(
-      Layer.mergeAll(ObjectStoreLive, Metrics.Default, PlatformLive).pipe(
-        Layer.provide(LockLive),
-        Layer.provide(PlatformLive),
-        Layer.provideMerge(Layer.succeed(AppConfig, settings))
+  Effect.gen(function*() {
+    const [replay, nodeFileSystem, nodePath] = yield* Effect.promise(() =>
+      Promise.all([
+        import("../services/Replay.js"),
+        import("@effect/platform-node/NodeFileSystem"),
+        import("@effect/platform-node/NodePath")
+      ])
+    )
+    return yield* replay.replayDeadLetters.pipe(
+      Effect.provide(
+        Layer.mergeAll(ObjectStoreLive, Metrics.Default, nodeFileSystem.layer, nodePath.layer).pipe(
+          Layer.provide(LockLive),
+          Layer.provideMerge(Layer.succeed(AppConfig, settings))
+        )
       )
     )
-  )
+  })

@@ -5,8 +5,8 @@
  * stale and taken over.
  */
 import { readFileSync } from "node:fs"
-import * as FileSystem from "@effect/platform/FileSystem"
-import * as Path from "@effect/platform/Path"
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises"
+import { join } from "node:path"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -52,34 +52,41 @@ const parseOwner = (text: string): Owner | undefined => {
   }
 }
 
+const fsCall = <A>(what: string, f: () => Promise<A>) =>
+  Effect.tryPromise({ try: f, catch: (error) => new LockHeld({ message: `${what}: ${String(error)}` }) })
+
+// node:fs rather than @effect/platform's FileSystem: the lock is taken before the first request,
+// and the platform's error types would load effect/Schema on that path.
 export const acquireDataDirLock = Effect.gen(function*() {
   const { dataDir } = yield* AppConfig
-  const fs = yield* FileSystem.FileSystem
-  const path = yield* Path.Path
-  const lockFile = path.join(dataDir, "s3-ingest.lock")
+  const lockFile = join(dataDir, "s3-ingest.lock")
   const self: Owner = { pid: process.pid, startTime: processStartTime(process.pid) }
-  const held = (message: string) => new LockHeld({ message: `${lockFile}: ${message}` })
 
-  yield* fs.makeDirectory(dataDir, { recursive: true }).pipe(Effect.mapError((e) => held(e.message)))
-  const existing = yield* fs.readFileString(lockFile).pipe(Effect.option)
+  yield* fsCall(lockFile, () => mkdir(dataDir, { recursive: true }))
+  const existing = yield* Effect.option(fsCall(lockFile, () => readFile(lockFile, "utf8")))
   if (existing._tag === "Some") {
     const owner = parseOwner(existing.value)
     if (owner !== undefined && owner.pid !== process.pid && isAlive(owner)) {
-      return yield* held(`held by process ${owner.pid}`)
+      return yield* new LockHeld({ message: `${lockFile}: held by process ${owner.pid}` })
     }
     yield* Effect.logWarning("taking over a stale lock").pipe(Effect.annotateLogs({ lockFile }))
-    yield* fs.remove(lockFile, { force: true }).pipe(Effect.mapError((e) => held(e.message)))
+    yield* fsCall(lockFile, () => rm(lockFile, { force: true }))
   }
   // `wx`: exclusive create, so two starters racing for a stale lock cannot both win.
-  yield* fs.writeFileString(lockFile, JSON.stringify(self) + "\n", { flag: "wx" }).pipe(
-    Effect.mapError((e) => held(e._tag === "SystemError" && e.reason === "AlreadyExists" ? "held by another process" : e.message))
-  )
+  yield* Effect.tryPromise({
+    try: () => writeFile(lockFile, JSON.stringify(self) + "\n", { flag: "wx" }),
+    catch: (error) =>
+      new LockHeld({
+        message: `${lockFile}: ${
+          (error as NodeJS.ErrnoException).code === "EEXIST" ? "held by another process" : String(error)
+        }`
+      })
+  })
   return lockFile
 })
 
 /** Holds the lock for the life of the layer; released (removed) when it closes. */
-export const DataDirLockLive: Layer.Layer<never, LockHeld, AppConfig | FileSystem.FileSystem | Path.Path> = Layer
-  .scopedDiscard(
-    Effect.acquireRelease(acquireDataDirLock, (lockFile) =>
-      Effect.flatMap(FileSystem.FileSystem, (fs) => fs.remove(lockFile, { force: true })).pipe(Effect.ignore))
-  )
+export const DataDirLockLive: Layer.Layer<never, LockHeld, AppConfig> = Layer.scopedDiscard(
+  Effect.acquireRelease(acquireDataDirLock, (lockFile) =>
+    Effect.promise(() => rm(lockFile, { force: true })).pipe(Effect.ignore))
+)

@@ -23,18 +23,13 @@ const toStoreError = (what: string) => (error: PlatformError): StoreError =>
   })
 
 /**
- * A writer rooted at `root`, with its temporary files in `tempDir`. Files left in `tempDir` by
- * an earlier run (a crash mid-write) are removed first.
+ * A writer rooted at `root`, with its temporary files in `tempDir` (see `prepareDirectories`).
  */
 export const makeDurableWriter = (root: string, tempDir: string) =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const known = new Set<string>()
-    yield* Effect.mapError(
-      Effect.zipRight(fs.remove(tempDir, { recursive: true, force: true }), fs.makeDirectory(tempDir, { recursive: true })),
-      toStoreError("cannot prepare temporary directory")
-    )
 
     const syncDirectory = (dir: string) =>
       Effect.scoped(Effect.flatMap(fs.open(dir, { flag: "r" }), (handle) => handle.sync))

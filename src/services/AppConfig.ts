@@ -3,7 +3,7 @@
  * Values come from the environment; `--kebab-case` flags override them (main.ts installs a
  * ConfigProvider that reads flags first).
  */
-import * as FileSystem from "@effect/platform/FileSystem"
+import { readFile } from "node:fs/promises"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -206,7 +206,7 @@ const splitTokens = (raw: string, separator: RegExp): Array<string> =>
   raw.split(separator).map((t) => t.trim()).filter((t) => t.length > 0)
 
 /** Loads and checks every setting; reads `INGEST_TOKENS_FILE` when given. */
-export const loadSettings: Effect.Effect<Settings, ConfigInvalid, FileSystem.FileSystem> = Effect.gen(function*() {
+export const loadSettings: Effect.Effect<Settings, ConfigInvalid> = Effect.gen(function*() {
   const raw = yield* Effect.mapError(settingsConfig, firstProblem)
   if (raw.storage === "s3" && (raw.s3Bucket === undefined || raw.s3Bucket === "")) {
     return yield* new ConfigInvalid({ variable: "S3_BUCKET", message: "is required with STORAGE=s3" })
@@ -221,12 +221,13 @@ export const loadSettings: Effect.Effect<Settings, ConfigInvalid, FileSystem.Fil
     ? undefined
     : splitTokens(raw.ingestTokens, /,/)
   if (raw.ingestTokensFile !== undefined) {
-    const fs = yield* FileSystem.FileSystem
-    const content = yield* fs.readFileString(raw.ingestTokensFile).pipe(
-      Effect.mapError(() =>
-        new ConfigInvalid({ variable: "INGEST_TOKENS_FILE", message: "cannot be read" })
-      )
-    )
+    const path = raw.ingestTokensFile
+    // node:fs rather than @effect/platform's FileSystem here: its error types load effect/Schema,
+    // a few hundred milliseconds that every start would pay before the first request.
+    const content = yield* Effect.tryPromise({
+      try: () => readFile(path, "utf8"),
+      catch: () => new ConfigInvalid({ variable: "INGEST_TOKENS_FILE", message: "cannot be read" })
+    })
     tokens = [...(tokens ?? []), ...splitTokens(content, /\r?\n/)]
   }
   if (tokens !== undefined && tokens.length === 0) {
@@ -237,7 +238,7 @@ export const loadSettings: Effect.Effect<Settings, ConfigInvalid, FileSystem.Fil
   return { ...settings, ingestTokens: tokens, storeFaults }
 })
 
-export const layer: Layer.Layer<AppConfig, ConfigInvalid, FileSystem.FileSystem> = Layer.effect(AppConfig, loadSettings)
+export const layer: Layer.Layer<AppConfig, ConfigInvalid> = Layer.effect(AppConfig, loadSettings)
 
 /** Defaults of the table, for tests that override a few fields. */
 export const defaults: Settings = {
