@@ -28,6 +28,7 @@ import { join } from "node:path"
 import { gzipSync } from "node:zlib"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { listFiles, type RunningService, startService } from "../support/service.js"
+import { REJECTION_REASONS, type RejectionReason } from "../support/contract.js"
 
 // ---------------------------------------------------------------------------------------------
 // Settings
@@ -47,23 +48,8 @@ const ENV: Readonly<Record<string, string>> = {
   INGEST_TOKENS: TOKEN
 }
 
-/** `s3ingest_requests_rejected_total` labels (DESIGN §8). */
-const REASONS = [
-  "invalid_json",
-  "invalid_shape",
-  "unsupported_media_type",
-  "unsupported_encoding",
-  "too_large",
-  "too_many_payloads",
-  "unauthorized",
-  "timeout",
-  "method_not_allowed",
-  "not_found",
-  "queue_full",
-  "shedding",
-  "draining"
-] as const
-type Reason = (typeof REASONS)[number]
+const REASONS = REJECTION_REASONS
+type Reason = RejectionReason
 
 /** Body errors whose split between the two 400 labels DESIGN §8 leaves open. */
 const ANY_400: ReadonlyArray<Reason> = ["invalid_json", "invalid_shape"]

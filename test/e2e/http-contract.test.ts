@@ -18,6 +18,7 @@ import { join } from "node:path"
 import { gzipSync } from "node:zlib"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { freePort, listFiles, type LogLine, MAIN, type RunningService, startService } from "../support/service.js"
+import { REJECTION_REASONS, type RejectionReason } from "../support/contract.js"
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -174,22 +175,7 @@ const rejectedByReason = async (service: Target): Promise<Record<string, number>
   return counts
 }
 
-const REJECTION_REASONS = [
-  "invalid_json",
-  "invalid_shape",
-  "unsupported_media_type",
-  "unsupported_encoding",
-  "too_large",
-  "too_many_payloads",
-  "unauthorized",
-  "timeout",
-  "method_not_allowed",
-  "not_found",
-  "queue_full",
-  "shedding",
-  "draining"
-] as const
-type Reason = (typeof REJECTION_REASONS)[number]
+type Reason = RejectionReason
 
 /** Per service: rejections the tests caused, keyed by the reason group they expected. */
 const rejectionTally = new WeakMap<Target, Map<string, number>>()
