@@ -27,11 +27,9 @@ const ObjectStoreLive = Layer.unwrapEffect(
 
 const StoresLive = Layer.merge(ObjectStoreLive, DeadLetterDirLive)
 
-// Taken before the stores touch DATA_DIR (the local store clears its temporary files) and
-// released after they closed.
-const LockLive = DataDirLockLive
-
-const QueueLive = JobQueue.Default.pipe(Layer.provide(StoresLive), Layer.provide(LockLive))
+// The lock is taken before the stores touch DATA_DIR (the local store clears its temporary
+// files) and released after they closed.
+const QueueLive = JobQueue.Default.pipe(Layer.provide(StoresLive), Layer.provide(DataDirLockLive))
 
 const EdgeLive = IngestServerLive.pipe(Layer.provide(Ingest.Default))
 
@@ -60,7 +58,7 @@ export const runReplay = (settings: Settings) =>
     return yield* replay.replayDeadLetters.pipe(
       Effect.provide(
         Layer.mergeAll(ObjectStoreLive, Metrics.Default, nodeFileSystem.layer, nodePath.layer).pipe(
-          Layer.provide(LockLive),
+          Layer.provide(DataDirLockLive),
           Layer.provideMerge(Layer.succeed(AppConfig, settings))
         )
       )
