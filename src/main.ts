@@ -14,7 +14,7 @@ import * as Layer from "effect/Layer"
 import { parseArgs } from "./domain/Cli.js"
 import { runReplay, ServiceLive } from "./layers/App.js"
 import { LoggingLive } from "./layers/Logging.js"
-import { helpText, loadSettings, settingDocs } from "./services/AppConfig.js"
+import { helpText, loadSettings, type Settings, settingDocs } from "./services/AppConfig.js"
 import { makeLifecycle } from "./services/Lifecycle.js"
 
 const request = parseArgs(process.argv.slice(2), new Set(settingDocs.map((doc) => doc.variable)))
@@ -26,20 +26,28 @@ const environment = (): Array<[string, string]> =>
 
 const fail = (message: string) => Console.error(`s3-ingest: ${message}`).pipe(Effect.zipRight(Effect.fail(1)))
 
-const service = (flags: ReadonlyMap<string, string>) => {
-  const lifecycle = makeLifecycle()
-  const program = loadSettings.pipe(
+/**
+ * Loads the settings (flags laid over the environment) and runs `run` with JSON logging at
+ * LOG_LEVEL; a bad setting ends with one line on stderr and exit code 1.
+ */
+const withSettings = <E>(
+  flags: ReadonlyMap<string, string>,
+  run: (settings: Settings) => Effect.Effect<unknown, E>
+) =>
+  loadSettings.pipe(
     Effect.catchTag("ConfigInvalid", (e) => fail(`invalid configuration: ${e.variable} ${e.message}`)),
-    Effect.flatMap((settings) =>
-      Layer.launch(ServiceLive(settings, lifecycle)).pipe(
-        Effect.tapErrorCause((cause) => Effect.logFatal("service failed", cause)),
-        Effect.provide(LoggingLive(settings.logLevel))
-      )
-    ),
+    Effect.flatMap((settings) => run(settings).pipe(Effect.provide(LoggingLive(settings.logLevel)))),
     // One map, flags laid over the environment: with `orElse`, a flag whose value fails to
     // parse would silently fall back to the variable.
     Effect.withConfigProvider(ConfigProvider.fromMap(new Map([...environment(), ...flags])))
   )
+
+const service = (flags: ReadonlyMap<string, string>) => {
+  const lifecycle = makeLifecycle()
+  const program = withSettings(flags, (settings) =>
+    Layer.launch(ServiceLive(settings, lifecycle)).pipe(
+      Effect.tapErrorCause((cause) => Effect.logFatal("service failed", cause))
+    ))
   NodeRuntime.runMain(program, {
     disableErrorReporting: true,
     disablePrettyLogger: true,
@@ -50,20 +58,14 @@ const service = (flags: ReadonlyMap<string, string>) => {
 
 /** Re-uploads DATA_DIR/dead-letter; exits 1 when any file could not be stored or the lock is held. */
 const replay = (flags: ReadonlyMap<string, string>) => {
-  const program = loadSettings.pipe(
-    Effect.catchTag("ConfigInvalid", (e) => fail(`invalid configuration: ${e.variable} ${e.message}`)),
-    Effect.flatMap((settings) =>
-      runReplay(settings).pipe(
-        Effect.catchTag("LockHeld", (e) => fail(`replay refused: ${e.message}`)),
-        Effect.flatMap((summary) => summary.failed > 0 ? Effect.fail(1) : Effect.void),
-        Effect.tapErrorCause((cause) =>
-          Cause.isFailType(cause) && cause.error === 1 ? Effect.void : Effect.logFatal("replay failed", cause)
-        ),
-        Effect.provide(LoggingLive(settings.logLevel))
+  const program = withSettings(flags, (settings) =>
+    runReplay(settings).pipe(
+      Effect.catchTag("LockHeld", (e) => fail(`replay refused: ${e.message}`)),
+      Effect.flatMap((summary) => summary.failed > 0 ? Effect.fail(1) : Effect.void),
+      Effect.tapErrorCause((cause) =>
+        Cause.isFailType(cause) && cause.error === 1 ? Effect.void : Effect.logFatal("replay failed", cause)
       )
-    ),
-    Effect.withConfigProvider(ConfigProvider.fromMap(new Map([...environment(), ...flags])))
-  )
+    ))
   NodeRuntime.runMain(program, { disableErrorReporting: true, disablePrettyLogger: true })
 }
 

@@ -15,12 +15,6 @@ export interface Job {
 /** What a job adds to an object and to the queue's byte bound: its line and "\n". */
 export const jobBytes = (job: Job): number => job.line.length + 1
 
-export interface Batch {
-  readonly key: string
-  readonly jobs: ReadonlyArray<Job>
-  readonly bytes: number
-}
-
 /** The object body: one payload per line, each line ending in "\n". */
 export const encodeBatch = (jobs: ReadonlyArray<Job>): Uint8Array => {
   let total = 0

@@ -1,38 +1,8 @@
 /**
  * Why a request was refused: the HTTP status of the contract and the metric label.
  */
-export type RejectionReason =
-  | "invalid_json"
-  | "invalid_shape"
-  | "unsupported_media_type"
-  | "unsupported_encoding"
-  | "too_large"
-  | "too_many_payloads"
-  | "unauthorized"
-  | "timeout"
-  | "method_not_allowed"
-  | "not_found"
-  | "queue_full"
-  | "shedding"
-  | "draining"
-
-export const rejectionReasons: ReadonlyArray<RejectionReason> = [
-  "invalid_json",
-  "invalid_shape",
-  "unsupported_media_type",
-  "unsupported_encoding",
-  "too_large",
-  "too_many_payloads",
-  "unauthorized",
-  "timeout",
-  "method_not_allowed",
-  "not_found",
-  "queue_full",
-  "shedding",
-  "draining"
-]
-
-export const rejectionStatus: Readonly<Record<RejectionReason, number>> = {
+/** The status of each reason; the reasons are the metric's labels (DESIGN §7, §8). */
+export const rejectionStatus = {
   invalid_json: 400,
   invalid_shape: 400,
   unsupported_media_type: 415,
@@ -46,7 +16,11 @@ export const rejectionStatus: Readonly<Record<RejectionReason, number>> = {
   queue_full: 503,
   shedding: 503,
   draining: 503
-}
+} as const satisfies Readonly<Record<string, number>>
+
+export type RejectionReason = keyof typeof rejectionStatus
+
+export const rejectionReasons = Object.keys(rejectionStatus) as ReadonlyArray<RejectionReason>
 
 export interface Rejection {
   readonly reason: RejectionReason

@@ -5,6 +5,7 @@
  */
 import { readFile } from "node:fs/promises"
 import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -238,45 +239,19 @@ export const loadSettings: Effect.Effect<Settings, ConfigInvalid> = Effect.gen(f
   return { ...settings, ingestTokens: tokens, storeFaults }
 })
 
-export const layer: Layer.Layer<AppConfig, ConfigInvalid> = Layer.effect(AppConfig, loadSettings)
-
-/** Defaults of the table, for tests that override a few fields. */
-export const defaults: Settings = {
-  host: "127.0.0.1",
-  port: 0,
-  maxWorkers: 16,
-  maxQueue: 100_000,
-  maxQueueBytes: 67_108_864,
-  maxPayloadsPerRequest: 10_000,
-  batchMaxItems: 1000,
-  batchMaxBytes: 8_388_608,
-  batchMaxWaitMs: 200,
-  maxBodyBytes: 1_048_576,
-  maxJsonDepth: 64,
-  requestTimeoutMs: 10_000,
-  keepAliveTimeoutMs: 65_000,
-  uploadTimeoutMs: 10_000,
-  uploadRetries: 5,
-  breakerFailures: 5,
-  breakerCooldownMs: 1000,
-  shedHighWater: 0.8,
-  shutdownTimeoutMs: 25_000,
-  shutdownDelayMs: 0,
-  storage: "local",
-  dataDir: "./data",
-  s3Bucket: undefined,
-  s3Prefix: "payloads",
-  s3Region: "us-east-1",
-  s3Endpoint: undefined,
-  s3ForcePathStyle: false,
-  s3Checksum: "WHEN_REQUIRED",
-  ingestTokens: undefined,
-  storeFaults: undefined,
-  logLevel: "info"
-}
-
+/**
+ * The table's defaults on loopback with a free port, overridden field by field: for tests.
+ * Read from the table itself (an empty provider), so tests and `--help` cannot drift apart.
+ */
 export const testLayer = (overrides: Partial<Settings> = {}): Layer.Layer<AppConfig> =>
-  Layer.succeed(AppConfig, { ...defaults, ...overrides })
+  Layer.effect(
+    AppConfig,
+    loadSettings.pipe(
+      Effect.withConfigProvider(ConfigProvider.fromMap(new Map())),
+      Effect.orDie,
+      Effect.map((defaults): Settings => ({ ...defaults, host: "127.0.0.1", port: 0, ...overrides }))
+    )
+  )
 
 /** `--help`: commands, and every setting with its flag and default. */
 export const helpText = (): string => {
