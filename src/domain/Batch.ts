@@ -1,50 +1,140 @@
 /**
- * A batch is the unit of upload: the payload lines one worker took, under one key.
+ * Jobs and batches. A job is what one request added to the queue: its payloads' NDJSON lines,
+ * held as byte ranges of the request body. A batch is the unit of upload: the jobs (or parts of
+ * jobs) one worker took, encoded as one object.
+ *
+ * One job per request rather than one per payload: admission offers one queue entry, a worker
+ * takes one, and no per-payload object is allocated between the request and the batch's copy.
  */
+import type { Collection } from "./Collection.js"
 
-/**
- * A queued payload: its NDJSON line as UTF-8 bytes (no trailing "\n"), and when it was
- * acknowledged. Bytes, not strings: queued payloads then live outside the JavaScript heap, so a
- * full queue does not make every garbage collection walk it, and batches are assembled by copying.
- */
 export interface Job {
-  readonly line: Uint8Array
+  /** The request body; the job owns it. */
+  readonly body: Buffer
+  /** [start, end) of every line of the collection in `body`, two numbers per line. */
+  readonly spans: ReadonlyArray<number>
+  /** The job's lines are `first` … `first + count - 1`: a split job shares its body and spans. */
+  readonly first: number
+  readonly count: number
+  /** What the job adds to an object and to the queue's byte bound: its lines and a "\n" each. */
+  readonly bytes: number
+  /** When the request was acknowledged. */
   readonly acceptedAt: number
 }
 
-/** What a job adds to an object and to the queue's byte bound: its line and "\n". */
-export const jobBytes = (job: Job): number => job.line.length + 1
+const LF = 0x0a
+const CR = 0x0d
+const SPACE = 0x20
 
-/** The object body: one payload per line, each line ending in "\n". */
-export const encodeBatch = (jobs: ReadonlyArray<Job>): Uint8Array => {
-  let total = 0
-  for (let i = 0; i < jobs.length; i++) total += jobs[i]!.line.length + 1
-  const body = Buffer.allocUnsafe(total)
-  let offset = 0
-  for (let i = 0; i < jobs.length; i++) {
-    const line = jobs[i]!.line
-    body.set(line, offset)
-    offset += line.length
-    body[offset++] = 0x0a
-  }
-  return body
+const lineBytes = (spans: ReadonlyArray<number>, line: number): number => spans[2 * line + 1]! - spans[2 * line]! + 1
+
+const rangeBytes = (spans: ReadonlyArray<number>, first: number, count: number): number => {
+  let bytes = 0
+  for (let k = first; k < first + count; k++) bytes += lineBytes(spans, k)
+  return bytes
 }
 
 /**
- * The UTF-8 bytes of each line. Where the body is ASCII (as many bytes as characters) and a line
- * is the body's own slice, its bytes are a view of the body: no copy, no encoding.
+ * The job of a validated collection. Takes ownership of `body`: the raw line breaks of elements
+ * written over several lines are blanked in place (outside strings, where alone they can be, they
+ * are whitespace), so every line is the element's own bytes and one NDJSON line.
  */
-export const lineBytesOf = (
-  body: Uint8Array,
-  text: string,
-  lines: ReadonlyArray<string>,
-  spans: ReadonlyArray<number>
-): Array<Uint8Array> => {
-  const ascii = body.length === text.length
-  const out = new Array<Uint8Array>(lines.length)
-  for (let k = 0; k < lines.length; k++) {
-    const start = spans[2 * k]!
-    out[k] = ascii && start >= 0 ? body.subarray(start, spans[2 * k + 1]!) : Buffer.from(lines[k]!, "utf8")
+export const makeJob = (body: Buffer, collection: Collection, acceptedAt: number): Job => {
+  const spans = collection.spans
+  const count = spans.length / 2
+  if (collection.multiline) {
+    for (let k = 0; k < count; k++) {
+      for (let at = spans[2 * k]!; at < spans[2 * k + 1]!; at++) {
+        if (body[at] === LF || body[at] === CR) body[at] = SPACE
+      }
+    }
+  }
+  return { body, spans, first: 0, count, bytes: rangeBytes(spans, 0, count), acceptedAt }
+}
+
+/** The first `count` lines of `job` and the rest; `0 < count < job.count`. */
+export const splitJob = (job: Job, count: number): readonly [Job, Job] => {
+  const headBytes = rangeBytes(job.spans, job.first, count)
+  return [
+    { ...job, count, bytes: headBytes },
+    { ...job, first: job.first + count, count: job.count - count, bytes: job.bytes - headBytes }
+  ]
+}
+
+/** A batch being filled. */
+export interface OpenBatch {
+  jobs: Array<Job>
+  lines: number
+  bytes: number
+}
+
+export const emptyBatch = (): OpenBatch => ({ jobs: [], lines: 0, bytes: 0 })
+
+/**
+ * Adds to `batch` as many of the job's lines as fit in `maxLines` lines and `maxBytes` bytes (an
+ * empty batch takes at least one line, however large), and returns the rest of the job, if any.
+ */
+export const addToBatch = (batch: OpenBatch, job: Job, maxLines: number, maxBytes: number): Job | undefined => {
+  const roomLines = maxLines - batch.lines
+  const roomBytes = maxBytes - batch.bytes
+  let fit = job.count
+  if (job.count > roomLines || job.bytes > roomBytes) {
+    const limit = Math.min(job.count, roomLines)
+    let bytes = 0
+    fit = 0
+    while (fit < limit) {
+      bytes += lineBytes(job.spans, job.first + fit)
+      if (bytes > roomBytes) break
+      fit++
+    }
+    if (batch.lines === 0) fit = Math.max(1, fit)
+  }
+  if (fit === 0) return job
+  const [taken, rest] = fit === job.count ? [job, undefined] : splitJob(job, fit)
+  batch.jobs.push(taken)
+  batch.lines += taken.count
+  batch.bytes += taken.bytes
+  return rest
+}
+
+/** Payloads in `jobs`. */
+export const payloadCount = (jobs: ReadonlyArray<Job>): number => {
+  let count = 0
+  for (let i = 0; i < jobs.length; i++) count += jobs[i]!.count
+  return count
+}
+
+/** The object body: one payload per line, each line ending in "\n". */
+export const encodeBatch = (jobs: ReadonlyArray<Job>): Buffer => {
+  let total = 0
+  for (let i = 0; i < jobs.length; i++) total += jobs[i]!.bytes
+  const out = Buffer.allocUnsafe(total)
+  let offset = 0
+  for (let i = 0; i < jobs.length; i++) {
+    const { body, count, first, spans } = jobs[i]!
+    for (let k = first; k < first + count; k++) {
+      offset += body.copy(out, offset, spans[2 * k]!, spans[2 * k + 1]!)
+      out[offset++] = LF
+    }
   }
   return out
+}
+
+/**
+ * Cuts `jobs` into batches of at most `maxLines` lines and `maxBytes` bytes (a single line larger
+ * than `maxBytes` makes a batch of its own), splitting jobs where a bound falls inside one.
+ */
+export const batchesOf = (jobs: ReadonlyArray<Job>, maxLines: number, maxBytes: number): Array<Array<Job>> => {
+  const batches: Array<Array<Job>> = []
+  let batch = emptyBatch()
+  for (const job of jobs) {
+    let rest = addToBatch(batch, job, maxLines, maxBytes)
+    while (rest !== undefined) {
+      batches.push(batch.jobs)
+      batch = emptyBatch()
+      rest = addToBatch(batch, rest, maxLines, maxBytes)
+    }
+  }
+  if (batch.jobs.length > 0) batches.push(batch.jobs)
+  return batches
 }

@@ -1,17 +1,14 @@
 /**
- * Validation of an ingest collection and encoding of its payloads as NDJSON lines.
+ * Validation of an ingest collection, on the request's bytes.
  *
- * One pass over the text validates the JSON grammar, checks nesting depth, finds duplicated
- * top-level keys and records where each element of `data` starts and ends. No object graph is
- * built: each payload's line is the element's own text sliced out of the body, which parses to the
- * same value as the payload sent, keeps `__proto__` keys, number spellings and escaped lone
- * surrogates as sent, and costs neither `JSON.parse` nor re-serialisation. An element written over
- * several lines has its line breaks (whitespace, outside strings) blanked: an NDJSON line may not
- * contain one.
- *
- * Strings, the bulk of most bodies, are skipped with `indexOf`; only strings with escapes, and
- * bodies with raw control characters (pretty-printed ones), are walked character by character.
+ * One pass over the body validates the JSON grammar, checks nesting depth, finds duplicated
+ * top-level keys and records where each element of `data` starts and ends. No string is decoded
+ * but `version`, `token` and the top-level keys, and no object graph is built: each payload's
+ * NDJSON line is the element's own bytes, which parse to the same value as the payload sent, keep
+ * `__proto__` keys, number spellings and escaped lone surrogates as sent, and cost neither
+ * `JSON.parse` nor re-serialisation (see `Batch.makeJob`).
  */
+import { isUtf8 } from "node:buffer"
 
 export type CollectionError =
   | { readonly reason: "invalid_json"; readonly message: string }
@@ -20,14 +17,13 @@ export type CollectionError =
 export interface Collection {
   readonly version: string
   readonly token: string
-  /** One NDJSON line per payload, without its trailing "\n". */
-  readonly lines: ReadonlyArray<string>
-  /**
-   * Per line, its [start, end) offsets in the text, or -1, -1 where the line is not the text's
-   * own slice (an element written over several lines). Lets the caller take a line's bytes
-   * straight out of the request body.
-   */
+  /** Per payload, the [start, end) byte offsets of its element in the body: two numbers each. */
   readonly spans: ReadonlyArray<number>
+  /**
+   * Some element is written over several lines. Its raw line breaks can only be whitespace
+   * between tokens (a string may not hold one), and an NDJSON line may not contain them.
+   */
+  readonly multiline: boolean
 }
 
 export type ParsedCollection =
@@ -55,10 +51,9 @@ const LOWER_E = 0x65
 const UPPER_E = 0x45
 const LOWER_U = 0x75
 
-/** Any control character: none may appear raw inside a string; outside, only whitespace. */
-const CONTROL = /[\u0000-\u001f]/
-
-const LINE_BREAKS = /[\r\n]/g
+const TRUE = Buffer.from("true")
+const FALSE = Buffer.from("false")
+const NULL = Buffer.from("null")
 
 const MALFORMED: CollectionError = { reason: "invalid_json", message: "malformed JSON" }
 
@@ -67,78 +62,69 @@ const shape = (message: string): CollectionError => ({ reason: "invalid_shape", 
 
 const isDigit = (c: number) => c >= ZERO && c <= NINE
 const isHex = (c: number) => isDigit(c) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66)
+const isWhitespace = (c: number) => c === SPACE || c === LF || c === CR || c === TAB
 
-/** Index of the closing quote of the string opening at `start`, walking every character. */
-const stringEndSlow = (text: string, start: number): number => {
-  const length = text.length
-  let i = start + 1
-  while (i < length) {
-    const c = text.charCodeAt(i)
-    if (c === QUOTE) return i
-    if (c < SPACE) return -1
-    if (c === BACKSLASH) {
-      const e = text.charCodeAt(i + 1)
-      if (e === LOWER_U) {
-        for (let k = 2; k < 6; k++) if (!isHex(text.charCodeAt(i + k))) return -1
-        i += 6
-      } else if (
-        e === QUOTE || e === BACKSLASH || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 ||
-        e === 0x74
-      ) {
-        i += 2
-      } else {
-        return -1
-      }
-    } else {
-      i++
-    }
+/** Index of the first byte after the escape sequence at `at` (a backslash), or -1. */
+const escapeEnd = (body: Buffer, at: number): number => {
+  const e = body[at + 1]
+  if (e === LOWER_U) {
+    for (let k = 2; k < 6; k++) if (!isHex(body[at + k] ?? 0)) return -1
+    return at + 6
   }
-  return -1
+  return e === QUOTE || e === BACKSLASH || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 ||
+      e === 0x74
+    ? at + 2
+    : -1
 }
 
-/** Index of the first character after the number starting at `start`, or -1. */
-const numberEnd = (text: string, start: number): number => {
+/** Index of the first byte after the number starting at `start`, or -1. */
+const numberEnd = (body: Buffer, start: number): number => {
+  const length = body.length
   let i = start
-  if (text.charCodeAt(i) === MINUS) i++
-  const first = text.charCodeAt(i)
-  if (first === ZERO) {
+  if (body[i] === MINUS) i++
+  if (i >= length) return -1
+  if (body[i] === ZERO) {
     i++
-  } else if (isDigit(first)) {
-    while (isDigit(text.charCodeAt(i))) i++
+  } else if (isDigit(body[i]!)) {
+    while (i < length && isDigit(body[i]!)) i++
   } else {
     return -1
   }
-  if (text.charCodeAt(i) === DOT) {
+  if (i < length && body[i] === DOT) {
     i++
-    if (!isDigit(text.charCodeAt(i))) return -1
-    while (isDigit(text.charCodeAt(i))) i++
+    if (i >= length || !isDigit(body[i]!)) return -1
+    while (i < length && isDigit(body[i]!)) i++
   }
-  const e = text.charCodeAt(i)
-  if (e === LOWER_E || e === UPPER_E) {
+  if (i < length && (body[i] === LOWER_E || body[i] === UPPER_E)) {
     i++
-    const sign = text.charCodeAt(i)
-    if (sign === PLUS || sign === MINUS) i++
-    if (!isDigit(text.charCodeAt(i))) return -1
-    while (isDigit(text.charCodeAt(i))) i++
+    if (i < length && (body[i] === PLUS || body[i] === MINUS)) i++
+    if (i >= length || !isDigit(body[i]!)) return -1
+    while (i < length && isDigit(body[i]!)) i++
   }
   return i
 }
 
-/** The value of a JSON string token spanning [start, end] (quotes included). */
-const stringValue = (text: string, start: number, end: number, escaped: boolean): string =>
-  escaped ? JSON.parse(text.slice(start, end + 1)) as string : text.slice(start + 1, end)
+const literalAt = (body: Buffer, at: number, literal: Buffer): boolean => {
+  if (at + literal.length > body.length) return false
+  for (let k = 0; k < literal.length; k++) if (body[at + k] !== literal[k]) return false
+  return true
+}
+
+/** The value of the JSON string token spanning [start, end] (quotes included). */
+const stringValue = (body: Buffer, start: number, end: number, escaped: boolean): string =>
+  escaped ? JSON.parse(body.toString("utf8", start, end + 1)) as string : body.toString("utf8", start + 1, end)
 
 /**
  * Parses and validates one collection. Pure and synchronous: it runs on the request path.
  */
-export const parseCollection = (text: string, maxDepth: number): ParsedCollection => {
-  const length = text.length
-  // Compact bodies have no control characters at all: their strings need no per-character check.
-  const clean = !CONTROL.test(text)
+export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollection => {
+  if (!isUtf8(body)) return invalid({ reason: "invalid_json", message: "invalid UTF-8" })
+  const length = body.length
 
   // Containers open around the current position: true for an object, false for an array.
   const stack: Array<boolean> = []
-  let i = 0
+  // A UTF-8 byte order mark may precede the text (RFC 8259 §8.1 lets a parser ignore it).
+  let i = length >= 3 && body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? 3 : 0
   let afterValue = false // a value just ended: expect `,`, a closing bracket, or the end
   let expectKey = false // inside an object, after `{` or `,`: expect a key (or `}` right after `{`)
   let emptyAllowed = false // right after `{` or `[`
@@ -155,35 +141,61 @@ export const parseCollection = (text: string, maxDepth: number): ParsedCollectio
   let inData = false
   let dataIsArray = false
   const spans: Array<number> = []
-  const multiline: Array<boolean> = []
+  let multiline = false
   let elementStart = -1
   let elementBreak = false
 
-  // Escapes are rare: find backslashes with one cursor over the text instead of a search per string.
-  let nextBackslash = text.indexOf("\\")
   let lastEscaped = false
-  /** Index of the closing quote of the string opening at `start`, or -1; sets `lastEscaped`. */
+  /**
+   * Index of the closing quote of the string opening at `start`, or -1 when the string is
+   * unterminated, holds a raw control character or a bad escape. Sets `lastEscaped`.
+   */
   const stringEnd = (start: number): number => {
-    if (!clean) {
-      const close = stringEndSlow(text, start)
-      lastEscaped = close > 0 && text.lastIndexOf("\\", close) > start
-      return close
+    lastEscaped = false
+    let j = start + 1
+    while (j < length) {
+      const c = body[j]!
+      if (c === QUOTE) return j
+      if (c === BACKSLASH) {
+        lastEscaped = true
+        j = escapeEnd(body, j)
+        if (j < 0) return -1
+      } else if (c < SPACE) {
+        return -1
+      } else {
+        j++
+      }
     }
-    const quote = text.indexOf("\"", start + 1)
-    if (quote < 0) return -1
-    if (nextBackslash >= 0 && nextBackslash <= start) nextBackslash = text.indexOf("\\", start + 1)
-    lastEscaped = nextBackslash >= 0 && nextBackslash < quote
-    return lastEscaped ? stringEndSlow(text, start) : quote
+    return -1
   }
 
   const noteShape = (message: string) => {
     if (shapeError === undefined) shapeError = shape(message)
   }
 
+  /** Ends the current `data` element at the separator at `at` (trailing whitespace excluded). */
+  const closeElement = (at: number) => {
+    if (elementStart < 0) return
+    let end = at
+    while (end > elementStart && isWhitespace(body[end - 1]!)) end--
+    spans.push(elementStart, end)
+    // A break after the element's last token does not make it multi-line.
+    if (elementBreak && !multiline) {
+      for (let k = elementStart; k < end; k++) {
+        if (body[k] === LF || body[k] === CR) {
+          multiline = true
+          break
+        }
+      }
+    }
+    elementStart = -1
+    elementBreak = false
+  }
+
   while (true) {
     // whitespace
     while (i < length) {
-      const c = text.charCodeAt(i)
+      const c = body[i]!
       if (c === SPACE || c === TAB) {
         i++
       } else if (c === LF || c === CR) {
@@ -194,11 +206,11 @@ export const parseCollection = (text: string, maxDepth: number): ParsedCollectio
       }
     }
     if (i >= length) break
-    const c = text.charCodeAt(i)
+    const c = body[i]!
     const depth = stack.length
 
     if (afterValue) {
-      if (depth === 0) return invalid(MALFORMED) // text after the top-level value
+      if (depth === 0) return invalid(MALFORMED) // bytes after the top-level value
       const inObject = stack[depth - 1]!
       if (c === COMMA) {
         if (inData && depth === 2) closeElement(i)
@@ -233,9 +245,8 @@ export const parseCollection = (text: string, maxDepth: number): ParsedCollectio
       if (c !== QUOTE) return invalid(MALFORMED)
       const close = stringEnd(i)
       if (close < 0) return invalid(MALFORMED)
-      const escaped = lastEscaped
       if (depth === 1) {
-        const key = stringValue(text, i, close, escaped)
+        const key = stringValue(body, i, close, lastEscaped)
         if (key === "version" || key === "token" || key === "data") {
           if ((key === "version" && seenVersion) || (key === "token" && seenToken) || (key === "data" && seenData)) {
             noteShape(`duplicate "${key}" key`)
@@ -248,11 +259,17 @@ export const parseCollection = (text: string, maxDepth: number): ParsedCollectio
       }
       i = close + 1
       while (i < length) {
-        const w = text.charCodeAt(i)
-        if (w === SPACE || w === TAB || w === LF || w === CR) i++
-        else break
+        const w = body[i]!
+        if (w === SPACE || w === TAB) {
+          i++
+        } else if (w === LF || w === CR) {
+          if (elementStart >= 0) elementBreak = true
+          i++
+        } else {
+          break
+        }
       }
-      if (text.charCodeAt(i) !== COLON) return invalid(MALFORMED)
+      if (body[i] !== COLON) return invalid(MALFORMED)
       i++
       expectKey = false
       emptyAllowed = false
@@ -295,20 +312,19 @@ export const parseCollection = (text: string, maxDepth: number): ParsedCollectio
     if (c === QUOTE) {
       const close = stringEnd(i)
       if (close < 0) return invalid(MALFORMED)
-      const escaped = lastEscaped
       if (depth === 1 && topObject) {
-        if (currentKey === "version") version = stringValue(text, i, close, escaped)
-        else if (currentKey === "token") token = stringValue(text, i, close, escaped)
+        if (currentKey === "version") version = stringValue(body, i, close, lastEscaped)
+        else if (currentKey === "token") token = stringValue(body, i, close, lastEscaped)
       }
       end = close + 1
     } else if (c === MINUS || isDigit(c)) {
-      end = numberEnd(text, i)
+      end = numberEnd(body, i)
       if (end < 0) return invalid(MALFORMED)
-    } else if (text.startsWith("true", i)) {
+    } else if (literalAt(body, i, TRUE)) {
       end = i + 4
-    } else if (text.startsWith("false", i)) {
+    } else if (literalAt(body, i, FALSE)) {
       end = i + 5
-    } else if (text.startsWith("null", i)) {
+    } else if (literalAt(body, i, NULL)) {
       end = i + 4
     } else {
       return invalid(MALFORMED)
@@ -330,36 +346,5 @@ export const parseCollection = (text: string, maxDepth: number): ParsedCollectio
   if (token === undefined) return invalid(shape("\"token\" must be a string"))
   if (!dataIsArray || spans.length === 0) return invalid(shape("\"data\" must be a non-empty array"))
   if (shapeError !== undefined) return invalid(shapeError)
-
-  const count = spans.length / 2
-  const lines = new Array<string>(count)
-  for (let k = 0; k < count; k++) {
-    const line = text.slice(spans[2 * k], spans[2 * k + 1])
-    if (multiline[k] === true) {
-      // Raw line breaks can only be whitespace between tokens here (strings were validated):
-      // blanking them keeps the element's exact text, number spellings included.
-      lines[k] = line.replace(LINE_BREAKS, " ")
-      spans[2 * k] = -1
-      spans[2 * k + 1] = -1
-    } else {
-      lines[k] = line
-    }
-  }
-  return { _tag: "Collection", collection: { version, token, lines, spans } }
-
-  /** Ends the current `data` element at the separator at `at` (trailing whitespace excluded). */
-  function closeElement(at: number) {
-    if (elementStart < 0) return
-    let end = at
-    while (end > elementStart) {
-      const w = text.charCodeAt(end - 1)
-      if (w === SPACE || w === TAB || w === LF || w === CR) end--
-      else break
-    }
-    spans.push(elementStart, end)
-    // A break after the element's last token does not make it multi-line.
-    multiline.push(elementBreak && /[\r\n]/.test(text.slice(elementStart, end)))
-    elementStart = -1
-    elementBreak = false
-  }
+  return { _tag: "Collection", collection: { version, token, spans, multiline } }
 }

@@ -84,7 +84,6 @@ const make = Effect.gen(function*() {
   const lifecycle = yield* Lifecycle
   const runtime = yield* Effect.runtime<never>()
   const runFork = Runtime.runFork(runtime)
-  const decoder = new TextDecoder("utf-8", { fatal: true })
 
   // Connections with no request in progress, and since when: what the drain may close.
   const idleSince = new Map<Socket, number>()
@@ -126,13 +125,7 @@ const make = Effect.gen(function*() {
           : refuse(res, "invalid_json", "malformed gzip body")
       }
     }
-    let text: string
-    try {
-      text = decoder.decode(bytes)
-    } catch {
-      return refuse(res, "invalid_json", "invalid UTF-8")
-    }
-    const result = ingest.admit(bytes, text, Date.now())
+    const result = ingest.admit(bytes, Date.now())
     if (result._tag === "Accepted") return send(res, 202, `{"accepted":${result.count}}`)
     return reject(res, result.rejection, result.retryAfter === undefined ? undefined : retryAfter(result.retryAfter))
   }

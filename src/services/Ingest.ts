@@ -1,11 +1,11 @@
 /**
  * Admission of one collection, synchronous from start to end (DESIGN §2): parse and validate,
- * check the token, then offer every payload to the queue at once or none of them. Returns a
+ * check the token, then offer its payloads to the queue as one job: all of them or none. Returns a
  * value the edge turns into a response; nothing here waits, so the edge needs no fiber.
  */
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as Effect from "effect/Effect"
-import { lineBytesOf } from "../domain/Batch.js"
+import { makeJob } from "../domain/Batch.js"
 import { parseCollection } from "../domain/Collection.js"
 import type { Rejection } from "../domain/Rejection.js"
 import { AppConfig } from "./AppConfig.js"
@@ -40,18 +40,19 @@ const make = Effect.gen(function*() {
   const queue = yield* JobQueue
   const tokenAllowed = makeTokenCheck(config.ingestTokens)
 
-  /** Admits the collection in `body`, already decoded to `text`. */
-  const admit = (body: Uint8Array, text: string, now: number): AdmitResult => {
-    const parsed = parseCollection(text, config.maxJsonDepth)
+  /** Admits the collection in `body`, which it takes ownership of (see `makeJob`). */
+  const admit = (body: Buffer, now: number): AdmitResult => {
+    const parsed = parseCollection(body, config.maxJsonDepth)
     if (parsed._tag === "Invalid") return rejected(parsed.error)
-    const { lines, spans, token } = parsed.collection
-    if (!tokenAllowed(token)) return rejected({ reason: "unauthorized", message: "token not allowed" })
-    if (lines.length > config.maxPayloadsPerRequest) {
+    const collection = parsed.collection
+    if (!tokenAllowed(collection.token)) return rejected({ reason: "unauthorized", message: "token not allowed" })
+    const count = collection.spans.length / 2
+    if (count > config.maxPayloadsPerRequest) {
       return rejected({ reason: "too_many_payloads", message: `more than ${config.maxPayloadsPerRequest} payloads` })
     }
-    switch (queue.offerAll(lineBytesOf(body, text, lines, spans), now)) {
+    switch (queue.offer(makeJob(body, collection, now))) {
       case "admitted":
-        return { _tag: "Accepted", count: lines.length }
+        return { _tag: "Accepted", count }
       case "too_large":
         return rejected({ reason: "too_many_payloads", message: "collection larger than the queue" })
       case "closed":

@@ -1,9 +1,9 @@
 /**
  * The bounded job queue and its workers (DESIGN §2, §3).
  *
- * A job is a payload already encoded as its NDJSON line. Admission is synchronous and
- * all-or-nothing: capacity (payloads and bytes) is checked and every line offered in one JS
- * turn, so no fiber can interleave. `MAX_WORKERS` fibers, forked in this layer's scope, each
+ * A job is one request's payloads, already validated as NDJSON lines (domain/Batch). Admission is
+ * synchronous and all-or-nothing: capacity (payloads and bytes) is checked and the job offered in
+ * one JS turn, so no fiber can interleave. `MAX_WORKERS` fibers, forked in this layer's scope, each
  * build their own batch (closed on items, bytes or wait), key it once, and hand it to the
  * Uploader; a batch that cannot be stored is dead-lettered under its key.
  *
@@ -19,7 +19,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import { encodeBatch, type Job, jobBytes } from "../domain/Batch.js"
+import { addToBatch, batchesOf, encodeBatch, type Job, type OpenBatch, payloadCount } from "../domain/Batch.js"
 import { objectKey } from "../domain/Keys.js"
 import { AppConfig } from "./AppConfig.js"
 import { beginShutdown, Lifecycle } from "./Lifecycle.js"
@@ -39,12 +39,11 @@ export interface QueueStats {
   readonly inFlight: number
 }
 
-/** What one worker holds: the batch it is building or uploading, and lines kept for the next. */
-interface WorkerHold {
-  jobs: Array<Job>
-  bytes: number
+/** What one worker holds: the batch it is building or uploading. */
+interface WorkerHold extends OpenBatch {
   key: string | undefined
-  carry: Array<Job>
+  /** A job did not fit: the batch goes as it is. */
+  full: boolean
 }
 
 /** Time kept back from the shutdown budget for closing the listener and dead-lettering. */
@@ -92,9 +91,14 @@ const make = Effect.gen(function*() {
     storedThisSecond += count
   }
 
-  // Counted here rather than read from the queue: a line handed straight to a waiting worker is
+  // Counted here rather than read from the queue: a job handed straight to a waiting worker is
   // in neither the queue nor a batch until that worker runs, and the books must balance anyway.
   let queued = 0
+  let queuedJobs = 0
+  // Jobs, or their ends, taken from the queue that the batch being collected had no room for.
+  // Only the collector touches them, and it takes them before the queue: a collection split
+  // across batches keeps its order, and no line waits on a worker that is busy uploading.
+  const overflow: Array<Job> = []
   const queuedPayloads = () => queued
 
   metrics.setQueueProbe({
@@ -108,12 +112,10 @@ const make = Effect.gen(function*() {
     if (inFlight === 0 && queuedPayloads() === 0) idle.unsafeOpen()
   }
 
-  /** All-or-nothing admission of one collection's lines. Synchronous: call it in one JS turn. */
-  const offerAll = (lines: ReadonlyArray<Uint8Array>, acceptedAt: number): Admission => {
+  /** All-or-nothing admission of one collection's payloads. Synchronous: call it in one JS turn. */
+  const offer = (job: Job): Admission => {
     if (!lifecycle.intakeOpen) return "closed"
-    const count = lines.length
-    let bytes = count
-    for (let i = 0; i < count; i++) bytes += lines[i]!.length
+    const { bytes, count } = job
     if (count > config.maxQueue || bytes > config.maxQueueBytes) return "too_large"
     if (queuedPayloads() + count > config.maxQueue || queuedBytes + bytes > config.maxQueueBytes) return "full"
     // While the store is down, keep the head-room above the high-water mark for when it returns.
@@ -122,8 +124,9 @@ const make = Effect.gen(function*() {
       (queuedPayloads() + count > config.maxQueue * config.shedHighWater ||
         queuedBytes + bytes > config.maxQueueBytes * config.shedHighWater)
     ) return "shedding"
-    for (let i = 0; i < count; i++) queue.unsafeOffer({ line: lines[i]!, acceptedAt })
+    queue.unsafeOffer(job)
     queued += count
+    queuedJobs++
     queuedBytes += bytes
     accepted += count
     metrics.payloadsAccepted.inc(count)
@@ -132,34 +135,53 @@ const make = Effect.gen(function*() {
     return "admitted"
   }
 
-  /** Puts a job in the batch, or keeps it for the next one when it would overflow the bytes. */
-  const place = (hold: WorkerHold, job: Job) => {
-    if (hold.jobs.length > 0 && hold.bytes + jobBytes(job) > config.batchMaxBytes) {
-      hold.carry.push(job)
-    } else {
-      hold.jobs.push(job)
-      hold.bytes += jobBytes(job)
-    }
-  }
-
+  /** Puts what fits of each job in the batch, in order; the rest goes to the overflow. */
   const take = (hold: WorkerHold, jobs: ReadonlyArray<Job>) => {
     for (const job of jobs) {
-      queued--
-      queuedBytes -= jobBytes(job)
-      inFlight++
-      place(hold, job)
+      if (hold.full) {
+        overflow.push(job)
+        continue
+      }
+      const { bytes, lines } = hold
+      const rest = addToBatch(hold, job, config.batchMaxItems, config.batchMaxBytes)
+      queued -= hold.lines - lines
+      queuedBytes -= hold.bytes - bytes
+      inFlight += hold.lines - lines
+      if (rest === undefined) {
+        queuedJobs--
+      } else {
+        overflow.push(rest)
+        hold.full = true
+      }
     }
   }
 
   const isFull = (hold: WorkerHold) =>
-    hold.carry.length > 0 || hold.jobs.length >= config.batchMaxItems || hold.bytes >= config.batchMaxBytes
+    hold.full || hold.lines >= config.batchMaxItems || hold.bytes >= config.batchMaxBytes
+
+  /**
+   * About as many jobs as the batch has room for, judged by the queued jobs' mean size: a job is
+   * a whole collection, so taking as many jobs as there is room for lines would overshoot.
+   */
+  const jobsWanted = (hold: WorkerHold) =>
+    queued === 0 ? 1 : Math.max(
+      1,
+      Math.min(
+        Math.ceil(((config.batchMaxItems - hold.lines) * queuedJobs) / queued),
+        Math.ceil(((config.batchMaxBytes - hold.bytes) * queuedJobs) / queuedBytes)
+      )
+    )
 
   /** Fills a batch until it is full, its wait has passed since its first line, or intake closed. */
   const fill = (hold: WorkerHold, openedAt: number) =>
     Effect.gen(function*() {
       const closesAt = openedAt + config.batchMaxWaitMs
       while (!isFull(hold)) {
-        const more = yield* Queue.takeUpTo(queue, config.batchMaxItems - hold.jobs.length)
+        if (overflow.length > 0) {
+          take(hold, overflow.splice(0))
+          continue
+        }
+        const more = yield* Queue.takeUpTo(queue, jobsWanted(hold))
         if (more.length > 0) {
           take(hold, Chunk.toReadonlyArray(more))
           continue
@@ -170,7 +192,7 @@ const make = Effect.gen(function*() {
         // cannot be missed; then wait for a full batch's worth of lines or the batch's deadline.
         const wait = yield* Effect.sync(() => {
           if (queuedPayloads() > 0) return false
-          wakeAtPayloads = config.batchMaxItems - hold.jobs.length
+          wakeAtPayloads = config.batchMaxItems - hold.lines
           wakeAtBytes = config.batchMaxBytes - hold.bytes
           arrivals.unsafeClose()
           return true
@@ -183,43 +205,49 @@ const make = Effect.gen(function*() {
       }
     })
 
-  const deadLetterBatch = (key: string, jobs: ReadonlyArray<Job>, body: Uint8Array, why: string) =>
-    deadLetter.write(key, body).pipe(
+  const deadLetterBatch = (key: string, jobs: ReadonlyArray<Job>, body: Uint8Array, why: string) => {
+    const count = payloadCount(jobs)
+    return deadLetter.write(key, body).pipe(
       Effect.matchEffect({
         onSuccess: () =>
           Effect.sync(() => {
-            deadLettered += jobs.length
-            metrics.payloadsDeadLettered.inc(jobs.length)
+            deadLettered += count
+            metrics.payloadsDeadLettered.inc(count)
           }).pipe(
             Effect.zipRight(
               Effect.logWarning("batch dead-lettered").pipe(
-                Effect.annotateLogs({ key, payloads: jobs.length, reason: why })
+                Effect.annotateLogs({ key, payloads: count, reason: why })
               )
             )
           ),
         onFailure: (error: StoreError) =>
           Effect.sync(() => {
-            lost += jobs.length
-            metrics.payloadsLost.inc(jobs.length)
+            lost += count
+            metrics.payloadsLost.inc(count)
           }).pipe(
             Effect.zipRight(
               Effect.logError("dead-letter write failed: payloads lost").pipe(
-                Effect.annotateLogs({ key, payloads: jobs.length, reason: error.reason })
+                Effect.annotateLogs({ key, payloads: count, reason: error.reason })
               )
             )
           )
       }),
-      Effect.ensuring(Effect.sync(() => settle(jobs.length)))
+      Effect.ensuring(Effect.sync(() => settle(count)))
     )
+  }
 
   const markStored = (jobs: ReadonlyArray<Job>) =>
     Effect.map(Clock.currentTimeMillis, (now) => {
-      stored += jobs.length
-      metrics.payloadsStored.inc(jobs.length)
+      const count = payloadCount(jobs)
+      stored += count
+      metrics.payloadsStored.inc(count)
       metrics.objectsStored.inc()
-      for (const job of jobs) metrics.deliveryDuration.observe((now - job.acceptedAt) / 1000)
-      recordStoredRate(jobs.length, now)
-      settle(jobs.length)
+      for (const job of jobs) {
+        const delivery = (now - job.acceptedAt) / 1000
+        for (let k = 0; k < job.count; k++) metrics.deliveryDuration.observe(delivery)
+      }
+      recordStoredRate(count, now)
+      settle(count)
     })
 
   /** Uploads one keyed batch; never fails: what is not stored is dead-lettered and counted. */
@@ -247,13 +275,7 @@ const make = Effect.gen(function*() {
 
   const collect = (hold: WorkerHold) =>
     Effect.gen(function*() {
-      if (hold.carry.length > 0) {
-        const carried = hold.carry
-        hold.carry = []
-        for (const job of carried) place(hold, job)
-      } else {
-        take(hold, [yield* Queue.take(queue)])
-      }
+      if (overflow.length === 0) take(hold, [yield* Queue.take(queue)])
       const openedAt = yield* Clock.currentTimeMillis
       yield* fill(hold, openedAt)
       hold.key = objectKey(config.s3Prefix, openedAt, instance, ++sequence)
@@ -265,13 +287,15 @@ const make = Effect.gen(function*() {
       const key = yield* collector.withPermits(1)(collect(hold))
       yield* deliver(key, hold.jobs)
       hold.jobs = []
+      hold.lines = 0
       hold.bytes = 0
+      hold.full = false
       hold.key = undefined
     }).pipe(Effect.forever)
 
   const fibers: Array<Fiber.RuntimeFiber<never>> = []
   for (let i = 0; i < config.maxWorkers; i++) {
-    const hold: WorkerHold = { jobs: [], bytes: 0, key: undefined, carry: [] }
+    const hold: WorkerHold = { jobs: [], lines: 0, bytes: 0, key: undefined, full: false }
     holds.push(hold)
     // Layers are built uninterruptibly and a fork inherits that: without `interruptible` the
     // shutdown could never interrupt a worker stuck in an upload.
@@ -311,39 +335,25 @@ const make = Effect.gen(function*() {
         const key = hold.key ?? objectKey(config.s3Prefix, yield* Clock.currentTimeMillis, instance, ++sequence)
         yield* deadLetterBatch(key, hold.jobs, encodeBatch(hold.jobs), "shutdown before upload")
         hold.jobs = []
+        hold.lines = 0
         hold.bytes = 0
       }
-      if (hold.carry.length > 0) {
-        yield* leftoverBatches(hold.carry)
-        hold.carry = []
-      }
     }
-    const leftovers = Chunk.toReadonlyArray(yield* Queue.takeAll(queue))
+    const leftovers = [...overflow.splice(0), ...Chunk.toReadonlyArray(yield* Queue.takeAll(queue))]
     for (const job of leftovers) {
-      queued--
-      queuedBytes -= jobBytes(job)
-      inFlight++
+      queued -= job.count
+      queuedJobs--
+      queuedBytes -= job.bytes
+      inFlight += job.count
     }
     yield* leftoverBatches(leftovers)
   })
 
   const leftoverBatches = (jobs: ReadonlyArray<Job>) =>
     Effect.gen(function*() {
-      let start = 0
-      while (start < jobs.length) {
-        let end = start
-        let bytes = 0
-        while (
-          end < jobs.length && end - start < config.batchMaxItems &&
-          (end === start || bytes + jobBytes(jobs[end]!) <= config.batchMaxBytes)
-        ) {
-          bytes += jobBytes(jobs[end]!)
-          end++
-        }
-        const batch = jobs.slice(start, end)
+      for (const batch of batchesOf(jobs, config.batchMaxItems, config.batchMaxBytes)) {
         const key = objectKey(config.s3Prefix, yield* Clock.currentTimeMillis, instance, ++sequence)
         yield* deadLetterBatch(key, batch, encodeBatch(batch), "shutdown before upload")
-        start = end
       }
     })
 
@@ -362,7 +372,7 @@ const make = Effect.gen(function*() {
   )
 
   return {
-    offerAll,
+    offer,
     /** The store breaker is open or probing. */
     storeDown: uploader.storeDown,
     awaitIdle,

@@ -1,39 +1,85 @@
 import { assert, describe, it } from "@effect/vitest"
-import { encodeBatch, jobBytes, lineBytesOf } from "../../src/domain/Batch.js"
+import {
+  addToBatch,
+  batchesOf,
+  emptyBatch,
+  encodeBatch,
+  type Job,
+  makeJob,
+  payloadCount,
+  splitJob
+} from "../../src/domain/Batch.js"
 import { parseCollection } from "../../src/domain/Collection.js"
 
-const linesOf = (json: string) => {
+const jobOf = (json: string, acceptedAt = 0): Job => {
   const body = Buffer.from(json, "utf8")
-  const text = body.toString("utf8")
-  const parsed = parseCollection(text, 64)
+  const parsed = parseCollection(body, 64)
   if (parsed._tag === "Invalid") throw new Error(parsed.error.message)
-  return { body, lines: lineBytesOf(body, text, parsed.collection.lines, parsed.collection.spans) }
+  return makeJob(body, parsed.collection, acceptedAt)
 }
 
-describe("line bytes", () => {
-  it("are views of an ASCII body: no copy", () => {
-    const { body, lines } = linesOf(`{"version":"1","token":"t","data":[{"id":1, "x":"a"},{"id":2}]}`)
-    assert.deepStrictEqual(lines.map((l) => Buffer.from(l).toString()), [`{"id":1, "x":"a"}`, `{"id":2}`])
-    for (const line of lines) assert.strictEqual(line.buffer, body.buffer)
+const collection = (...elements: ReadonlyArray<string>) =>
+  `{"version":"1","token":"t","data":[${elements.join(",")}]}`
+
+const text = (jobs: ReadonlyArray<Job>) => encodeBatch(jobs).toString("utf8")
+
+describe("makeJob", () => {
+  it("holds the body itself and sizes the job as its lines plus a newline each", () => {
+    const json = collection(`{"id":1, "x":"a"}`, `{"s":"é😀"}`)
+    const job = jobOf(json)
+    assert.strictEqual(job.count, 2)
+    assert.strictEqual(job.bytes, Buffer.byteLength(`{"id":1, "x":"a"}\n{"s":"é😀"}\n`))
+    assert.strictEqual(job.body.toString("utf8"), json, "a one-line body is left as sent")
+    assert.strictEqual(text([job]), `{"id":1, "x":"a"}\n{"s":"é😀"}\n`)
   })
 
-  it("are the UTF-8 encoding of each line when the body is not ASCII", () => {
-    const { lines } = linesOf(`{"version":"1","token":"t","data":[{"s":"é😀"},{"id":2}]}`)
-    assert.deepStrictEqual(lines.map((l) => Buffer.from(l).toString("utf8")), [`{"s":"é😀"}`, `{"id":2}`])
-    assert.strictEqual(lines[0]!.length, Buffer.byteLength(`{"s":"é😀"}`))
-  })
-
-  it("of an element written over several lines hold it on one line", () => {
-    const { lines } = linesOf(`{"version":"1","token":"t","data":[{"id":1,\n "n": -0.0}]}`)
-    assert.strictEqual(Buffer.from(lines[0]!).toString(), `{"id":1,  "n": -0.0}`)
+  it("blanks the line breaks of an element written over several lines, in the body itself", () => {
+    const json = `{"version":"1","token":"t",\n"data":[\n{"id":1,\r\n "n": -0.0,\n"s":"a\\nb"}\n]}`
+    const job = jobOf(json)
+    assert.strictEqual(text([job]), `{"id":1,   "n": -0.0, "s":"a\\nb"}\n`)
+    // Only inside the element: the body's other line breaks are left alone.
+    assert.strictEqual(job.body.toString("utf8").slice(0, 28), `{"version":"1","token":"t",\n`)
   })
 })
 
-describe("encodeBatch", () => {
-  it("writes one line per job, each ending in a newline, and sizes match jobBytes", () => {
-    const jobs = [Buffer.from(`{"a":1}`), Buffer.from(`{"s":"é"}`)].map((line) => ({ line, acceptedAt: 0 }))
-    const body = encodeBatch(jobs)
-    assert.strictEqual(Buffer.from(body).toString("utf8"), `{"a":1}\n{"s":"é"}\n`)
-    assert.strictEqual(body.length, jobs.reduce((n, j) => n + jobBytes(j), 0))
+describe("splitting and batching", () => {
+  const ten = () => jobOf(collection(...Array.from({ length: 10 }, (_, i) => `{"id":${i}}`)), 7)
+
+  it("splitJob cuts a job in two that encode to the whole", () => {
+    const job = ten()
+    const [head, tail] = splitJob(job, 4)
+    assert.strictEqual(head.count + tail.count, 10)
+    assert.strictEqual(head.bytes + tail.bytes, job.bytes)
+    assert.strictEqual(tail.acceptedAt, 7)
+    assert.strictEqual(text([head, tail]), text([job]))
+    assert.strictEqual(text([head]), `{"id":0}\n{"id":1}\n{"id":2}\n{"id":3}\n`)
+  })
+
+  it("addToBatch takes what fits of a job by lines and by bytes and returns the rest", () => {
+    const byLines = emptyBatch()
+    const rest = addToBatch(byLines, ten(), 3, 1_000)
+    assert.deepStrictEqual([byLines.lines, byLines.bytes, rest?.count], [3, 27, 7])
+    assert.isUndefined(addToBatch(emptyBatch(), ten(), 10, 90), "exactly full")
+
+    const byBytes = emptyBatch()
+    const left = addToBatch(byBytes, ten(), 100, 20)
+    assert.deepStrictEqual([byBytes.lines, left?.count], [2, 8])
+    assert.strictEqual(addToBatch(byBytes, left!, 100, 20), left, "a full batch takes nothing")
+  })
+
+  it("an empty batch takes one line larger than the byte bound", () => {
+    const big = jobOf(collection(`{"s":"${"x".repeat(100)}"}`, `{"id":1}`))
+    const batch = emptyBatch()
+    const rest = addToBatch(batch, big, 10, 50)
+    assert.strictEqual(batch.lines, 1)
+    assert.strictEqual(rest?.count, 1)
+  })
+
+  it("batchesOf cuts jobs into bounded batches, in order, splitting jobs where needed", () => {
+    const jobs = [ten(), jobOf(collection(`{"id":10}`, `{"id":11}`)), ten()]
+    const batches = batchesOf(jobs, 4, 1_000)
+    assert.deepStrictEqual(batches.map(payloadCount), [4, 4, 4, 4, 4, 2])
+    assert.strictEqual(batches.map(text).join(""), text(jobs))
+    for (const batch of batchesOf(jobs, 100, 40)) assert.isAtMost(encodeBatch(batch).length, 40)
   })
 })

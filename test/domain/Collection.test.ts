@@ -5,26 +5,27 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { isDeepStrictEqual } from "node:util"
-import { type Collection, type CollectionError, parseCollection } from "../../src/domain/Collection.js"
+import type { Collection, CollectionError } from "../../src/domain/Collection.js"
+import { parseBody, parseText } from "../support/collections.js"
 
 const DEPTH = 64
 
-/** The collection of a valid body, or a test failure naming the error instead. */
-const collectionOf = (text: string, maxDepth: number = DEPTH): Collection => {
-  const parsed = parseCollection(text, maxDepth)
+/** The collection of a valid body and its payloads' lines, or a test failure naming the error instead. */
+const collectionOf = (text: string, maxDepth: number = DEPTH): Collection & { readonly lines: ReadonlyArray<string> } => {
+  const parsed = parseText(text, maxDepth)
   if (parsed._tag === "Invalid") {
     throw new Error(`expected a collection, got ${parsed.error.reason}: ${parsed.error.message}`)
   }
-  return parsed.collection
+  return { ...parsed.collection, lines: parsed.lines }
 }
 
 const linesOf = (text: string, maxDepth: number = DEPTH): ReadonlyArray<string> => collectionOf(text, maxDepth).lines
 
 /** The error of an invalid body, or a test failure when it was accepted. */
 const errorOf = (text: string, maxDepth: number = DEPTH): CollectionError => {
-  const parsed = parseCollection(text, maxDepth)
+  const parsed = parseText(text, maxDepth)
   if (parsed._tag === "Collection") {
-    throw new Error(`expected an error, got a collection of ${parsed.collection.lines.length} lines`)
+    throw new Error(`expected an error, got a collection of ${parsed.lines.length} lines`)
   }
   return parsed.error
 }
@@ -46,8 +47,9 @@ describe("parseCollection: lines", () => {
     assert.deepStrictEqual(collection, {
       version: "1.4",
       token: "tok",
-      lines: [`{"id":1, "a": [1,2]}`, `{"id":2,"s":"x"}`],
-      spans: [41, 61, 64, 80]
+      spans: [41, 61, 64, 80],
+      multiline: false,
+      lines: [`{"id":1, "a": [1,2]}`, `{"id":2,"s":"x"}`]
     })
     for (let k = 0; k < collection.lines.length; k++) {
       assert.strictEqual(text.slice(collection.spans[2 * k], collection.spans[2 * k + 1]), collection.lines[k])
@@ -74,6 +76,28 @@ describe("parseCollection: lines", () => {
       assert.deepStrictEqual(JSON.parse(lines[0]!), { id: 1, nested: { a: [1, 2], s: "x y" } })
       assert.strictEqual(lines[1], `{"id":2}`)
     }
+  })
+
+  it("blanks a line break between a key and its colon, the one place outside a value it can sit", () => {
+    for (const raw of [`{"id"\n:1}`, `{"id"\r\n  :\n1}`]) {
+      const [line] = linesOf(body(raw))
+      assert.isDefined(line)
+      assertNoLineBreak(line)
+      assert.deepStrictEqual(JSON.parse(line), { id: 1 })
+    }
+  })
+
+  it("refuses a body that is not UTF-8 as invalid_json, and reads UTF-8 strings as sent", () => {
+    // "café" in Latin-1: a lone 0xe9 byte.
+    const latin1 = Buffer.concat([Buffer.from(body(`{"s":"caf`).slice(0, -2)), Buffer.from([0xe9]), Buffer.from(`"}]}`)])
+    const parsed = parseBody(latin1, DEPTH)
+    assert.deepStrictEqual(parsed._tag === "Invalid" ? parsed.error : undefined, {
+      reason: "invalid_json",
+      message: "invalid UTF-8"
+    })
+    const collection = collectionOf(`{"version":"v\u00e9","token":"t\u2603","data":[{"s":"caf\u00e9 \ud83d\ude00"}]}`)
+    assert.deepStrictEqual([collection.version, collection.token], ["v\u00e9", "t\u2603"])
+    assert.deepStrictEqual(collection.lines, [`{"s":"caf\u00e9 \ud83d\ude00"}`])
   })
 
   it("stores __proto__ and constructor keys as data, on both encoding paths", () => {
@@ -133,8 +157,9 @@ describe("parseCollection: lines", () => {
     assert.deepStrictEqual(collection, {
       version: "2",
       token: "tok",
-      lines: [`{"id":1}`, `{"id":2}`],
-      spans: [9, 17, 18, 26]
+      spans: [9, 17, 18, 26],
+      multiline: false,
+      lines: [`{"id":1}`, `{"id":2}`]
     })
     const middle = collectionOf(`{"token":"tok","data":[{"id":1}],"extra":[1,[2]],"version":"2"}`)
     assert.deepStrictEqual(middle.lines, [`{"id":1}`])

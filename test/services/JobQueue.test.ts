@@ -3,9 +3,8 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
-import { jobBytes } from "../../src/domain/Batch.js"
 import { keyFileName } from "../../src/domain/Keys.js"
-import { awaitSleepers, buildQueue, ids, lines, sample } from "../support/queue.js"
+import { awaitSleepers, buildQueue, ids, job, sample } from "../support/queue.js"
 import {
   FailingDeadLetter,
   makeHangingStore,
@@ -25,15 +24,15 @@ describe("JobQueue admission", () => {
       const { close, queue } = yield* buildQueue({ maxQueue: 5, maxWorkers: 1 }, store.layer, dead.layer)
       // One synchronous block: no worker can take lines between the offers.
       const outcomes = yield* Effect.sync(() => [
-        queue.offerAll(lines(3), 0),
-        queue.offerAll(lines(3, 3), 0),
-        queue.offerAll(lines(2, 6), 0),
-        queue.offerAll(lines(1, 8), 0)
+        queue.offer(job(3)),
+        queue.offer(job(3, 3)),
+        queue.offer(job(2, 6)),
+        queue.offer(job(1, 8))
       ])
       assert.deepStrictEqual(outcomes, ["admitted", "full", "admitted", "full"])
       assert.strictEqual(queue.stats().queued, 5)
       assert.strictEqual(queue.stats().accepted, 5)
-      assert.strictEqual(queue.offerAll(lines(6), 0), "too_large")
+      assert.strictEqual(queue.offer(job(6)), "too_large")
       yield* close(1_000)
       const stored = [...store.objects.values()].flatMap(ids).sort((a, b) => a - b)
       assert.deepStrictEqual(stored, [0, 1, 2, 6, 7])
@@ -43,16 +42,16 @@ describe("JobQueue admission", () => {
     Effect.gen(function*() {
       const store = yield* makeMemoryStore
       const dead = yield* makeMemoryDeadLetter
-      const size = jobBytes({ line: lines(1)[0]!, acceptedAt: 0 })
+      const size = job(1).bytes
       const { close, queue } = yield* buildQueue(
         { maxQueueBytes: size * 4, maxWorkers: 1 },
         store.layer,
         dead.layer
       )
       const outcomes = yield* Effect.sync(() => [
-        queue.offerAll(lines(3), 0),
-        queue.offerAll(lines(2, 3), 0),
-        queue.offerAll(lines(1, 5), 0)
+        queue.offer(job(3)),
+        queue.offer(job(2, 3)),
+        queue.offer(job(1, 5))
       ])
       assert.deepStrictEqual(outcomes, ["admitted", "full", "admitted"])
       assert.strictEqual(queue.stats().queuedBytes, size * 4)
@@ -66,7 +65,7 @@ describe("JobQueue admission", () => {
       const dead = yield* makeMemoryDeadLetter
       const { close, lifecycle, queue } = yield* buildQueue({}, store.layer, dead.layer)
       lifecycle.intakeOpen = false
-      assert.strictEqual(queue.offerAll(lines(1), 0), "closed")
+      assert.strictEqual(queue.offer(job(1)), "closed")
       assert.strictEqual(queue.stats().accepted, 0)
       yield* close(0)
     }))
@@ -82,7 +81,7 @@ describe("JobQueue batching", () => {
         store.layer,
         dead.layer
       )
-      queue.offerAll(lines(7), 0)
+      queue.offer(job(7))
       // Two full batches go without the clock moving at all.
       const first = yield* Queue.take(store.puts)
       const second = yield* Queue.take(store.puts)
@@ -105,10 +104,10 @@ describe("JobQueue batching", () => {
       const store = yield* makeMemoryStore
       const dead = yield* makeMemoryDeadLetter
       const { close, queue } = yield* buildQueue({ maxWorkers: 4, batchMaxWaitMs: 200 }, store.layer, dead.layer)
-      queue.offerAll(lines(2), 0)
+      queue.offer(job(2))
       yield* awaitSleepers(1)
       yield* TestClock.adjust("100 millis")
-      queue.offerAll(lines(3, 2), 0)
+      queue.offer(job(3, 2))
       yield* TestClock.adjust("100 millis")
       const key = yield* Queue.take(store.puts)
       assert.deepStrictEqual(ids(store.objects.get(key)!), [0, 1, 2, 3, 4])
@@ -120,13 +119,13 @@ describe("JobQueue batching", () => {
     Effect.gen(function*() {
       const store = yield* makeMemoryStore
       const dead = yield* makeMemoryDeadLetter
-      const size = jobBytes({ line: lines(1)[0]!, acceptedAt: 0 })
+      const size = job(1).bytes
       const { close, queue } = yield* buildQueue(
         { maxWorkers: 1, batchMaxBytes: size * 2, batchMaxWaitMs: 200 },
         store.layer,
         dead.layer
       )
-      queue.offerAll(lines(5), 0)
+      queue.offer(job(5))
       const first = yield* Queue.take(store.puts)
       const second = yield* Queue.take(store.puts)
       assert.deepStrictEqual(ids(store.objects.get(first)!), [0, 1])
@@ -136,6 +135,43 @@ describe("JobQueue batching", () => {
       yield* TestClock.adjust("200 millis")
       assert.deepStrictEqual(ids(store.objects.get(yield* Queue.take(store.puts))!), [4])
       yield* close(0)
+    }))
+})
+
+describe("JobQueue jobs", () => {
+  it.effect("a request's payloads split across batches keep their order, with several workers", () =>
+    Effect.gen(function*() {
+      const store = yield* makeMemoryStore
+      const dead = yield* makeMemoryDeadLetter
+      const { close, queue } = yield* buildQueue(
+        { maxWorkers: 3, batchMaxItems: 4, batchMaxWaitMs: 10_000 },
+        store.layer,
+        dead.layer
+      )
+      yield* Effect.sync(() => [queue.offer(job(3)), queue.offer(job(6, 3)), queue.offer(job(2, 9))])
+      yield* close(0)
+      // Keys sort by their sequence number: the objects in the order they were collected.
+      const objects = [...store.objects.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, body]) => ids(body))
+      assert.deepStrictEqual(objects, [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10]])
+      assert.deepStrictEqual(queue.stats().stored, 11)
+    }))
+
+  it.effect("counts a job's lines as queued until a batch takes them", () =>
+    Effect.gen(function*() {
+      const store = yield* makeHangingStore
+      const dead = yield* makeMemoryDeadLetter
+      const { close, queue } = yield* buildQueue(
+        { maxWorkers: 1, batchMaxItems: 4, batchMaxWaitMs: 0, uploadTimeoutMs: 60_000, shutdownTimeoutMs: 2_000 },
+        store.layer,
+        dead.layer
+      )
+      queue.offer(job(10))
+      yield* Queue.take(store.started)
+      const { inFlight, queued, queuedBytes } = queue.stats()
+      assert.deepStrictEqual([inFlight, queued], [4, 6])
+      assert.strictEqual(queuedBytes, job(6, 4).bytes)
+      yield* close(1_000)
+      assert.deepStrictEqual([...dead.files.values()].flatMap(ids).sort((a, b) => a - b), Array.from({ length: 10 }, (_, i) => i))
     }))
 })
 
@@ -149,11 +185,11 @@ describe("JobQueue shutdown", () => {
         store.layer,
         dead.layer
       )
-      queue.offerAll(lines(10), 0)
+      queue.offer(job(10))
       // No clock movement: closing intake lets open batches go without their wait.
       yield* close(0)
       const stored = [...store.objects.values()].flatMap(ids).sort((a, b) => a - b)
-      assert.deepStrictEqual(stored, lines(10).map((_, i) => i))
+      assert.deepStrictEqual(stored, Array.from({ length: 10 }, (_, i) => i))
       assert.deepStrictEqual(queue.stats(), {
         accepted: 10,
         stored: 10,
@@ -183,7 +219,7 @@ describe("JobQueue shutdown", () => {
         store.layer,
         dead.layer
       )
-      queue.offerAll(lines(5), 0)
+      queue.offer(job(5))
       const inFlightKey = yield* Queue.take(store.started)
       assert.deepStrictEqual(queue.stats().inFlight, 2)
       assert.deepStrictEqual(queue.stats().queued, 3)
@@ -216,7 +252,7 @@ describe("JobQueue shutdown", () => {
         store.layer,
         FailingDeadLetter
       )
-      queue.offerAll(lines(3), 0)
+      queue.offer(job(3))
       yield* Queue.take(store.started)
       yield* close(2_000)
       assert.strictEqual(queue.stats().lost, 3)
@@ -231,7 +267,7 @@ describe("JobQueue failures", () => {
       const store = yield* makeScriptedStore([permanent()])
       const dead = yield* makeMemoryDeadLetter
       const { close, queue } = yield* buildQueue({ maxWorkers: 1, batchMaxWaitMs: 0 }, store.layer, dead.layer)
-      queue.offerAll(lines(2), 0)
+      queue.offer(job(2))
       yield* close(0)
       assert.strictEqual(store.attempts.length, 1)
       assert.deepStrictEqual([...dead.files.values()].flatMap(ids), [0, 1])
@@ -243,9 +279,9 @@ describe("JobQueue failures", () => {
       const store = yield* makeScriptedStore(["die", "ok"])
       const dead = yield* makeMemoryDeadLetter
       const { close, queue } = yield* buildQueue({ maxWorkers: 1, batchMaxWaitMs: 0 }, store.layer, dead.layer)
-      queue.offerAll(lines(1), 0)
+      queue.offer(job(1))
       yield* Effect.yieldNow()
-      queue.offerAll(lines(1, 1), 0)
+      queue.offer(job(1, 1))
       yield* close(0)
       assert.strictEqual(store.attempts.length, 2)
       assert.deepStrictEqual([...dead.files.values()].flatMap(ids), [0])

@@ -10,6 +10,8 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
+import { type Job, makeJob } from "../../src/domain/Batch.js"
+import { parseCollection } from "../../src/domain/Collection.js"
 import { type Settings, testLayer } from "../../src/services/AppConfig.js"
 import { JobQueue } from "../../src/services/JobQueue.js"
 import { Lifecycle, makeLifecycle } from "../../src/services/Lifecycle.js"
@@ -55,9 +57,17 @@ export const awaitSleepers = (count: number) =>
     return yield* Effect.dieMessage(`expected ${count} pending sleeps`)
   })
 
-/** Lines `{"id":<from>}` … `{"id":<from + count - 1>}`, as the UTF-8 bytes the queue holds. */
-export const lines = (count: number, from = 0): Array<Uint8Array> =>
-  Array.from({ length: count }, (_, i) => Buffer.from(JSON.stringify({ id: from + i })))
+/**
+ * The job of a collection of `count` payloads `{"id":<from>}` … `{"id":<from + count - 1>}`, made
+ * as the edge makes it: validated, then held as byte ranges of the body.
+ */
+export const job = (count: number, from = 0, acceptedAt = 0): Job => {
+  const data = Array.from({ length: count }, (_, i) => ({ id: from + i }))
+  const body = Buffer.from(JSON.stringify({ version: "1", token: "t", data }))
+  const parsed = parseCollection(body, 64)
+  if (parsed._tag === "Invalid") throw new Error(parsed.error.message)
+  return makeJob(body, parsed.collection, acceptedAt)
+}
 
 export const ids = (ndjson: string): Array<number> =>
   ndjson.split("\n").filter((l) => l !== "").map((l) => (JSON.parse(l) as { id: number }).id)
