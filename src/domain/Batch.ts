@@ -112,9 +112,20 @@ export const encodeBatch = (jobs: ReadonlyArray<Job>): Buffer => {
   let offset = 0
   for (let i = 0; i < jobs.length; i++) {
     const { body, count, first, spans } = jobs[i]!
-    for (let k = first; k < first + count; k++) {
-      offset += body.copy(out, offset, spans[2 * k]!, spans[2 * k + 1]!)
+    const end = first + count
+    let k = first
+    while (k < end) {
+      // Lines one byte apart (compact JSON's commas) are copied as one run, their separators
+      // then overwritten with line ends: one copy per request instead of one per payload.
+      let last = k
+      while (last + 1 < end && spans[2 * last + 2] === spans[2 * last + 1]! + 1) last++
+      const start = spans[2 * k]!
+      const stop = spans[2 * last + 1]!
+      body.copy(out, offset, start, stop)
+      for (let m = k; m < last; m++) out[offset + spans[2 * m + 1]! - start] = LF
+      offset += stop - start
       out[offset++] = LF
+      k = last + 1
     }
   }
   return out

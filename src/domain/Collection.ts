@@ -64,6 +64,18 @@ const isDigit = (c: number) => c >= ZERO && c <= NINE
 const isHex = (c: number) => isDigit(c) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66)
 const isWhitespace = (c: number) => c === SPACE || c === LF || c === CR || c === TAB
 
+/**
+ * No byte of the word is a quote, a backslash or a control character (below 0x20). Each term is
+ * the classic test for a zero byte (`(x - 0x01..) & ~x & 0x80..`), on the word xor-ed with the
+ * byte sought, or for a byte below 0x20; none has false positives on whether such a byte exists.
+ */
+const isPlain = (w: number): boolean => {
+  const quote = w ^ 0x22222222
+  const backslash = w ^ 0x5c5c5c5c
+  return ((((w - 0x20202020) & ~w) | ((quote - 0x01010101) & ~quote) | ((backslash - 0x01010101) & ~backslash)) &
+    0x80808080) === 0
+}
+
 /** Index of the first byte after the escape sequence at `at` (a backslash), or -1. */
 const escapeEnd = (body: Buffer, at: number): number => {
   const e = body[at + 1]
@@ -145,6 +157,12 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
   let elementStart = -1
   let elementBreak = false
 
+  // Strings are most of a body: they are read four bytes at a time, through a view of the
+  // 4-byte-aligned words inside the body, until a word holds a quote, a backslash or a control.
+  const offset = body.byteOffset
+  const wordsStart = (offset + 3) & ~3
+  const words = new Int32Array(body.buffer, wordsStart, Math.max(0, (offset + length - wordsStart) >> 2))
+
   let lastEscaped = false
   /**
    * Index of the closing quote of the string opening at `start`, or -1 when the string is
@@ -154,6 +172,10 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
     lastEscaped = false
     let j = start + 1
     while (j < length) {
+      if (((offset + j) & 3) === 0 && j + 4 <= length && isPlain(words[(offset + j - wordsStart) >> 2]!)) {
+        j += 4
+        continue
+      }
       const c = body[j]!
       if (c === QUOTE) return j
       if (c === BACKSLASH) {

@@ -72,6 +72,17 @@ const bearerToken = (header: string): string | undefined => {
   return match === null ? undefined : match[1]
 }
 
+/**
+ * The body as one buffer the queue may keep (a queued job holds its payloads as ranges of it).
+ * Node's HTTP parser hands each body chunk over in memory of its own, so a lone chunk is kept as
+ * it is; were its memory ever much larger than the body (a shared socket read), it is copied out,
+ * so that the queue's byte bound still says what the queue holds.
+ */
+const ownedBody = (chunks: ReadonlyArray<Buffer>, size: number): Buffer => {
+  const only = chunks.length === 1 ? chunks[0]! : undefined
+  return only !== undefined && only.buffer.byteLength <= 2 * size + 4096 ? only : Buffer.concat(chunks, size)
+}
+
 /** Node's `socket._httpMessage`: the response in progress on the socket, if any. */
 const responseOnSocket = (socket: Socket): { readonly headersSent?: boolean } | undefined =>
   (socket as Socket & { readonly _httpMessage?: { readonly headersSent?: boolean } })._httpMessage
@@ -167,9 +178,7 @@ const make = Effect.gen(function*() {
     req.on("end", () => {
       if (done) return
       done = true
-      // Always a fresh buffer: queued payloads are views into it, and a chunk straight from the
-      // socket may share its memory with other reads.
-      admitBody(res, Buffer.concat(chunks, size), encoding)
+      admitBody(res, ownedBody(chunks, size), encoding)
     })
     req.on("error", () => {
       done = true

@@ -42,6 +42,16 @@ describe("makeJob", () => {
   })
 })
 
+describe("encodeBatch", () => {
+  it("writes each line once with a newline, whatever separates the elements in the body", () => {
+    const job = jobOf(`{"version":"1","token":"t","data":[{"a":1},{"b":"x,y"} ,\n\t{"c":[1,2]},{"d":{}}]}`)
+    assert.strictEqual(text([job]), `{"a":1}\n{"b":"x,y"}\n{"c":[1,2]}\n{"d":{}}\n`)
+    assert.strictEqual(encodeBatch([job]).length, job.bytes)
+    const [head, tail] = splitJob(job, 1)
+    assert.strictEqual(text([tail, head]), `{"b":"x,y"}\n{"c":[1,2]}\n{"d":{}}\n{"a":1}\n`)
+  })
+})
+
 describe("splitting and batching", () => {
   const ten = () => jobOf(collection(...Array.from({ length: 10 }, (_, i) => `{"id":${i}}`)), 7)
 
