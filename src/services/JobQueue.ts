@@ -39,11 +39,12 @@ export interface QueueStats {
   readonly inFlight: number
 }
 
-/** What one worker holds: the batch it is building or uploading. */
+/** What one worker holds: the batch it is building, or uploading (then as its encoded body). */
 interface WorkerHold extends OpenBatch {
   key: string | undefined
   /** A job did not fit: the batch goes as it is. */
   full: boolean
+  encoded: Buffer | undefined
 }
 
 /** Time kept back from the shutdown budget for closing the listener and dead-lettering. */
@@ -205,9 +206,8 @@ const make = Effect.gen(function*() {
       }
     })
 
-  const deadLetterBatch = (key: string, jobs: ReadonlyArray<Job>, body: Uint8Array, why: string) => {
-    const count = payloadCount(jobs)
-    return deadLetter.write(key, body).pipe(
+  const deadLetterBatch = (key: string, count: number, body: Uint8Array, why: string) =>
+    deadLetter.write(key, body).pipe(
       Effect.matchEffect({
         onSuccess: () =>
           Effect.sync(() => {
@@ -234,34 +234,53 @@ const make = Effect.gen(function*() {
       }),
       Effect.ensuring(Effect.sync(() => settle(count)))
     )
-  }
 
-  const markStored = (jobs: ReadonlyArray<Job>) =>
+  /** `acceptances`: when each request of the batch was acknowledged, and its payload count. */
+  const markStored = (count: number, acceptances: ReadonlyArray<number>) =>
     Effect.map(Clock.currentTimeMillis, (now) => {
-      const count = payloadCount(jobs)
       stored += count
       metrics.payloadsStored.inc(count)
       metrics.objectsStored.inc()
-      for (const job of jobs) {
-        const delivery = (now - job.acceptedAt) / 1000
-        for (let k = 0; k < job.count; k++) metrics.deliveryDuration.observe(delivery)
+      for (let i = 0; i < acceptances.length; i += 2) {
+        const delivery = (now - acceptances[i]!) / 1000
+        for (let k = 0; k < acceptances[i + 1]!; k++) metrics.deliveryDuration.observe(delivery)
       }
       recordStoredRate(count, now)
       settle(count)
     })
 
-  /** Uploads one keyed batch; never fails: what is not stored is dead-lettered and counted. */
-  const deliver = (key: string, jobs: ReadonlyArray<Job>) =>
+  const release = (hold: WorkerHold) => {
+    hold.jobs = []
+    hold.lines = 0
+    hold.bytes = 0
+    hold.full = false
+    hold.key = undefined
+    hold.encoded = undefined
+  }
+
+  /** Uploads the worker's batch; never fails: what is not stored is dead-lettered and counted. */
+  const deliver = (hold: WorkerHold, key: string) =>
     Effect.suspend(() => {
-      const body = encodeBatch(jobs)
+      const count = hold.lines
+      const body = encodeBatch(hold.jobs)
+      const acceptances = hold.jobs.flatMap((job) => [job.acceptedAt, job.count])
+      // From here the batch is its encoded body: the request bodies it was cut from can go.
+      hold.jobs = []
+      hold.encoded = body
+      // The outcome is booked and the hold emptied in one uninterruptible step, so that the
+      // shutdown never finds a booked batch still held and books it a second time.
+      const book = (outcome: Effect.Effect<void>) =>
+        Effect.uninterruptible(Effect.zipRight(outcome, Effect.sync(() => release(hold))))
       return uploader.upload(key, body).pipe(
         Effect.matchCauseEffect({
-          onSuccess: () => markStored(jobs),
+          onSuccess: () => book(markStored(count, acceptances)),
           onFailure: (cause) => {
             const error = cause._tag === "Fail" ? cause.error : undefined
             const why = error !== undefined ? error.reason : "upload defect"
-            return (error === undefined ? Effect.logError("upload defect", cause) : Effect.void).pipe(
-              Effect.zipRight(deadLetterBatch(key, jobs, body, why))
+            return book(
+              (error === undefined ? Effect.logError("upload defect", cause) : Effect.void).pipe(
+                Effect.zipRight(deadLetterBatch(key, count, body, why))
+              )
             )
           }
         })
@@ -285,17 +304,12 @@ const make = Effect.gen(function*() {
   const worker = (hold: WorkerHold) =>
     Effect.gen(function*() {
       const key = yield* collector.withPermits(1)(collect(hold))
-      yield* deliver(key, hold.jobs)
-      hold.jobs = []
-      hold.lines = 0
-      hold.bytes = 0
-      hold.full = false
-      hold.key = undefined
+      yield* deliver(hold, key)
     }).pipe(Effect.forever)
 
   const fibers: Array<Fiber.RuntimeFiber<never>> = []
   for (let i = 0; i < config.maxWorkers; i++) {
-    const hold: WorkerHold = { jobs: [], lines: 0, bytes: 0, key: undefined, full: false }
+    const hold: WorkerHold = { jobs: [], lines: 0, bytes: 0, key: undefined, full: false, encoded: undefined }
     holds.push(hold)
     // Layers are built uninterruptibly and a fork inherits that: without `interruptible` the
     // shutdown could never interrupt a worker stuck in an upload.
@@ -331,12 +345,10 @@ const make = Effect.gen(function*() {
   /** Everything not stored after the workers stopped: in-flight batches keep their key. */
   const deadLetterLeftovers = Effect.gen(function*() {
     for (const hold of holds) {
-      if (hold.jobs.length > 0) {
+      if (hold.lines > 0) {
         const key = hold.key ?? objectKey(config.s3Prefix, yield* Clock.currentTimeMillis, instance, ++sequence)
-        yield* deadLetterBatch(key, hold.jobs, encodeBatch(hold.jobs), "shutdown before upload")
-        hold.jobs = []
-        hold.lines = 0
-        hold.bytes = 0
+        yield* deadLetterBatch(key, hold.lines, hold.encoded ?? encodeBatch(hold.jobs), "shutdown before upload")
+        release(hold)
       }
     }
     const leftovers = [...overflow.splice(0), ...Chunk.toReadonlyArray(yield* Queue.takeAll(queue))]
@@ -353,7 +365,7 @@ const make = Effect.gen(function*() {
     Effect.gen(function*() {
       for (const batch of batchesOf(jobs, config.batchMaxItems, config.batchMaxBytes)) {
         const key = objectKey(config.s3Prefix, yield* Clock.currentTimeMillis, instance, ++sequence)
-        yield* deadLetterBatch(key, batch, encodeBatch(batch), "shutdown before upload")
+        yield* deadLetterBatch(key, payloadCount(batch), encodeBatch(batch), "shutdown before upload")
       }
     })
 
