@@ -214,19 +214,25 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
     elementBreak = false
   }
 
-  while (true) {
-    // whitespace
-    while (i < length) {
-      const c = body[i]!
+  /** The first index at or after `from` that is not whitespace; notes a line break inside an element. */
+  const skipWhitespace = (from: number): number => {
+    let j = from
+    while (j < length) {
+      const c = body[j]!
       if (c === SPACE || c === TAB) {
-        i++
+        j++
       } else if (c === LF || c === CR) {
         if (elementStart >= 0) elementBreak = true
-        i++
+        j++
       } else {
         break
       }
     }
+    return j
+  }
+
+  while (true) {
+    i = skipWhitespace(i)
     if (i >= length) break
     const c = body[i]!
     const depth = stack.length
@@ -279,18 +285,7 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
         }
         currentKey = key
       }
-      i = close + 1
-      while (i < length) {
-        const w = body[i]!
-        if (w === SPACE || w === TAB) {
-          i++
-        } else if (w === LF || w === CR) {
-          if (elementStart >= 0) elementBreak = true
-          i++
-        } else {
-          break
-        }
-      }
+      i = skipWhitespace(close + 1)
       if (body[i] !== COLON) return invalid(MALFORMED)
       i++
       expectKey = false

@@ -263,7 +263,8 @@ const make = Effect.gen(function*() {
     Effect.suspend(() => {
       const count = hold.lines
       const body = encodeBatch(hold.jobs)
-      const acceptances = hold.jobs.flatMap((job) => [job.acceptedAt, job.count])
+      const acceptances: Array<number> = []
+      for (const job of hold.jobs) acceptances.push(job.acceptedAt, job.count)
       // From here the batch is its encoded body: the request bodies it was cut from can go.
       hold.jobs = []
       hold.encoded = body
