@@ -34,10 +34,17 @@ const rangeBytes = (spans: ReadonlyArray<number>, first: number, count: number):
   return bytes
 }
 
+/** Memory a job may hold beyond twice its lines' bytes before they are copied out of its body. */
+const SLACK_BYTES = 4096
+
 /**
  * The job of a validated collection. Takes ownership of `body`: the raw line breaks of elements
  * written over several lines are blanked in place (outside strings, where alone they can be, they
  * are whitespace), so every line is the element's own bytes and one NDJSON line.
+ *
+ * The queue bounds the bytes of the lines, so a job whose body holds much more than its lines
+ * (other top-level fields, padding, a buffer shared with other data) has them copied out into a
+ * buffer of their own: what the queue holds stays within about twice what it counts.
  */
 export const makeJob = (body: Buffer, collection: Collection, acceptedAt: number): Job => {
   const spans = collection.spans
@@ -49,7 +56,23 @@ export const makeJob = (body: Buffer, collection: Collection, acceptedAt: number
       }
     }
   }
-  return { body, spans, first: 0, count, bytes: rangeBytes(spans, 0, count), acceptedAt }
+  const job: Job = { body, spans, first: 0, count, bytes: rangeBytes(spans, 0, count), acceptedAt }
+  return body.buffer.byteLength > 2 * job.bytes + SLACK_BYTES ? compacted(job) : job
+}
+
+/** The job with its lines copied, newline-separated, into a buffer of exactly their size. */
+const compacted = (job: Job): Job => {
+  const body = Buffer.allocUnsafeSlow(job.bytes)
+  encodeInto(body, [job])
+  const spans = new Array<number>(2 * job.count)
+  let at = 0
+  for (let k = 0; k < job.count; k++) {
+    const length = lineBytes(job.spans, job.first + k) - 1
+    spans[2 * k] = at
+    spans[2 * k + 1] = at + length
+    at += length + 1
+  }
+  return { ...job, body, spans, first: 0 }
 }
 
 /** The first `count` lines of `job` and the rest; `0 < count < job.count`. */
@@ -109,6 +132,12 @@ export const encodeBatch = (jobs: ReadonlyArray<Job>): Buffer => {
   let total = 0
   for (let i = 0; i < jobs.length; i++) total += jobs[i]!.bytes
   const out = Buffer.allocUnsafe(total)
+  encodeInto(out, jobs)
+  return out
+}
+
+/** Writes the jobs' lines, each ending in "\n", at the start of `out`. */
+const encodeInto = (out: Buffer, jobs: ReadonlyArray<Job>): void => {
   let offset = 0
   for (let i = 0; i < jobs.length; i++) {
     const { body, count, first, spans } = jobs[i]!
@@ -128,7 +157,6 @@ export const encodeBatch = (jobs: ReadonlyArray<Job>): Buffer => {
       k = last + 1
     }
   }
-  return out
 }
 
 /**

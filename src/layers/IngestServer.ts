@@ -73,15 +73,12 @@ const bearerToken = (header: string): string | undefined => {
 }
 
 /**
- * The body as one buffer the queue may keep (a queued job holds its payloads as ranges of it).
- * Node's HTTP parser hands each body chunk over in memory of its own, so a lone chunk is kept as
- * it is; were its memory ever much larger than the body (a shared socket read), it is copied out,
- * so that the queue's byte bound still says what the queue holds.
+ * The body as one buffer the queue may keep (a queued job holds its payloads as ranges of it,
+ * and copies them out when the buffer's memory is much larger: `makeJob`). Node's HTTP parser
+ * hands each body chunk over in memory of its own, so a lone chunk is kept as it is.
  */
-const ownedBody = (chunks: ReadonlyArray<Buffer>, size: number): Buffer => {
-  const only = chunks.length === 1 ? chunks[0]! : undefined
-  return only !== undefined && only.buffer.byteLength <= 2 * size + 4096 ? only : Buffer.concat(chunks, size)
-}
+const ownedBody = (chunks: ReadonlyArray<Buffer>, size: number): Buffer =>
+  chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)
 
 /** Node's `socket._httpMessage`: the response in progress on the socket, if any. */
 const responseOnSocket = (socket: Socket): { readonly headersSent?: boolean } | undefined =>

@@ -10,9 +10,10 @@ import {
   splitJob
 } from "../../src/domain/Batch.js"
 import { parseCollection } from "../../src/domain/Collection.js"
+import { bodyOf } from "../support/collections.js"
 
 const jobOf = (json: string, acceptedAt = 0): Job => {
-  const body = Buffer.from(json, "utf8")
+  const body = bodyOf(json)
   const parsed = parseCollection(body, 64)
   if (parsed._tag === "Invalid") throw new Error(parsed.error.message)
   return makeJob(body, parsed.collection, acceptedAt)
@@ -49,6 +50,23 @@ describe("encodeBatch", () => {
     assert.strictEqual(encodeBatch([job]).length, job.bytes)
     const [head, tail] = splitJob(job, 1)
     assert.strictEqual(text([tail, head]), `{"b":"x,y"}\n{"c":[1,2]}\n{"d":{}}\n{"a":1}\n`)
+  })
+})
+
+describe("a job's memory", () => {
+  it("is its body when the lines are most of it, and their own copy when they are not", () => {
+    const lines = Array.from({ length: 4 }, (_, i) => `{"id":${i},"s":"${"x".repeat(200)}"}`)
+    const lean = jobOf(collection(...lines))
+    assert.strictEqual(lean.body.toString("utf8"), collection(...lines), "kept as sent")
+
+    const padding = "p".repeat(64 * 1024)
+    const padded = jobOf(`{"version":"1","token":"t","note":"${padding}","data":[${lines.join(", ")}]}`, 5)
+    assert.isAtMost(padded.body.buffer.byteLength, 2 * padded.bytes + 4096)
+    assert.strictEqual(padded.body.length, padded.bytes)
+    assert.strictEqual(text([padded]), lines.map((l) => `${l}\n`).join(""))
+    assert.strictEqual(padded.acceptedAt, 5)
+    const [head, tail] = splitJob(padded, 3)
+    assert.strictEqual(text([tail, head]), [lines[3], lines[0], lines[1], lines[2]].map((l) => `${l}\n`).join(""))
   })
 })
 

@@ -9,7 +9,18 @@ export type ParsedText =
   | { readonly _tag: "Collection"; readonly collection: Collection; readonly lines: ReadonlyArray<string> }
   | { readonly _tag: "Invalid"; readonly error: CollectionError }
 
-export const parseText = (text: string, maxDepth: number): ParsedText => parseBody(Buffer.from(text, "utf8"), maxDepth)
+export const parseText = (text: string, maxDepth: number): ParsedText => parseBody(bodyOf(text), maxDepth)
+
+/**
+ * The UTF-8 bytes of `text` in memory of their own, as Node's HTTP parser hands a body over
+ * (`Buffer.from` would place a small one in a shared pool).
+ */
+export const bodyOf = (text: string): Buffer => {
+  const bytes = Buffer.from(text, "utf8")
+  const body = Buffer.allocUnsafeSlow(bytes.length)
+  bytes.copy(body)
+  return body
+}
 
 /** As `parseText`, on bytes; `body` may be changed (see `makeJob`). */
 export const parseBody = (body: Buffer, maxDepth: number): ParsedText => {
@@ -18,7 +29,7 @@ export const parseBody = (body: Buffer, maxDepth: number): ParsedText => {
   const job = makeJob(body, parsed.collection, 0)
   const lines = Array.from(
     { length: job.count },
-    (_, k) => body.toString("utf8", job.spans[2 * k]!, job.spans[2 * k + 1]!)
+    (_, k) => job.body.toString("utf8", job.spans[2 * k]!, job.spans[2 * k + 1]!)
   )
   return { _tag: "Collection", collection: parsed.collection, lines }
 }
