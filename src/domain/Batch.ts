@@ -34,8 +34,11 @@ const rangeBytes = (spans: ReadonlyArray<number>, first: number, count: number):
   return bytes
 }
 
-/** Memory a job may hold beyond twice its lines' bytes before they are copied out of its body. */
-const SLACK_BYTES = 4096
+/**
+ * Memory a job may hold beyond twice its lines' bytes before they are copied out of its body: a
+ * collection's envelope (`version`, `token`, brackets) fits in it.
+ */
+const SLACK_BYTES = 256
 
 /**
  * The job of a validated collection. Takes ownership of `body`: the raw line breaks of elements
