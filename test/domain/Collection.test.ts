@@ -11,7 +11,10 @@ import { parseBody, parseText } from "../support/collections.js"
 const DEPTH = 64
 
 /** The collection of a valid body and its payloads' lines, or a test failure naming the error instead. */
-const collectionOf = (text: string, maxDepth: number = DEPTH): Collection & { readonly lines: ReadonlyArray<string> } => {
+const collectionOf = (
+  text: string,
+  maxDepth: number = DEPTH
+): Collection & { readonly lines: ReadonlyArray<string> } => {
   const parsed = parseText(text, maxDepth)
   if (parsed._tag === "Invalid") {
     throw new Error(`expected a collection, got ${parsed.error.reason}: ${parsed.error.message}`)
@@ -89,7 +92,8 @@ describe("parseCollection: lines", () => {
 
   it("refuses a body that is not UTF-8 as invalid_json, and reads UTF-8 strings as sent", () => {
     // "café" in Latin-1: a lone 0xe9 byte.
-    const latin1 = Buffer.concat([Buffer.from(body(`{"s":"caf`).slice(0, -2)), Buffer.from([0xe9]), Buffer.from(`"}]}`)])
+    const before = Buffer.from(body(`{"s":"caf`).slice(0, -2))
+    const latin1 = Buffer.concat([before, Buffer.from([0xe9]), Buffer.from(`"}]}`)])
     const parsed = parseBody(latin1, DEPTH)
     assert.deepStrictEqual(parsed._tag === "Invalid" ? parsed.error : undefined, {
       reason: "invalid_json",
