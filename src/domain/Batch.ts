@@ -116,11 +116,19 @@ export const addToBatch = (batch: OpenBatch, job: Job, maxLines: number, maxByte
     if (batch.lines === 0) fit = Math.max(1, fit)
   }
   if (fit === 0) return job
-  const [taken, rest] = fit === job.count ? [job, undefined] : splitJob(job, fit)
-  batch.jobs.push(taken)
-  batch.lines += taken.count
-  batch.bytes += taken.bytes
+  if (fit === job.count) {
+    take(batch, job)
+    return undefined
+  }
+  const [head, rest] = splitJob(job, fit)
+  take(batch, head)
   return rest
+}
+
+const take = (batch: OpenBatch, job: Job) => {
+  batch.jobs.push(job)
+  batch.lines += job.count
+  batch.bytes += job.bytes
 }
 
 /** Payloads in `jobs`. */

@@ -96,6 +96,19 @@ const expectPutReached = (connection: HangingConnection, key: string) =>
     Effect.map((head) => expect(head.split("\r\n")[0]).toMatch(new RegExp(`^PUT /${escapeRegExp(`${s3Bucket}/${key}`)}[? ]`)))
   )
 
+/**
+ * The one PUT of a failed attempt reached the hanging server on a single connection, and its
+ * socket was closed within a second of the failure: the abort went down to the socket.
+ */
+const expectSocketClosedAfter = (hanging: Effect.Effect.Success<typeof hangingServer>, key: string, failedAt: number) =>
+  Effect.gen(function*() {
+    const connection = yield* Effect.promise(() => hanging.firstConnection)
+    yield* expectPutReached(connection, key)
+    const closedAt = yield* socketClosed(connection, 1_000)
+    expect(closedAt - failedAt).toBeLessThan(1_000)
+    expect(hanging.connections).toHaveLength(1)
+  })
+
 describe("S3ObjectStore against s3rver", () => {
   it.scopedLive("put stores the NDJSON bytes as application/x-ndjson", () =>
     Effect.gen(function*() {
@@ -171,12 +184,8 @@ describe("S3ObjectStore against a loopback S3 that never answers", () => {
       expect(failedAt - started).toBeGreaterThanOrEqual(250)
       expect(failedAt - started).toBeLessThan(1_000)
 
-      const connection = yield* Effect.promise(() => hanging.firstConnection)
-      yield* expectPutReached(connection, key)
       // The store's scope (and so its client and agent) is still open here: only the abort can close it.
-      const closedAt = yield* socketClosed(connection, 1_000)
-      expect(closedAt - failedAt).toBeLessThan(1_000)
-      expect(hanging.connections).toHaveLength(1)
+      yield* expectSocketClosedAfter(hanging, key, failedAt)
     }), 20_000)
 
   it.scopedLive("the Uploader's attempt deadline fails retryably, counts a timeout and closes the socket", () =>
@@ -210,12 +219,8 @@ describe("S3ObjectStore against a loopback S3 that never answers", () => {
       expect(byOutcome("timeout")).toBe(1)
       expect(byOutcome("ok") + byOutcome("error")).toBe(0)
 
-      const connection = yield* Effect.promise(() => hanging.firstConnection)
-      yield* expectPutReached(connection, key)
-      const closedAt = yield* socketClosed(connection, 1_000)
-      expect(closedAt - failedAt).toBeLessThan(1_000)
       // uploadRetries 0: one attempt, one connection.
-      expect(hanging.connections).toHaveLength(1)
+      yield* expectSocketClosedAfter(hanging, key, failedAt)
     }), 20_000)
 
   it.scopedLive("interrupting a forked put closes the client socket", () =>

@@ -32,16 +32,23 @@ const runScripted = (steps: ReadonlyArray<Step>, retries: number, jitter: number
     return { exit, attempts: store.attempts, gaps, metrics }
   })
 
+/** An upload over a store whose every put hangs until interrupted (deadline 10 s, no breaker). */
+const hangingUpload = (uploadRetries: number) =>
+  Effect.gen(function*() {
+    const store = yield* makeHangingStore
+    const metrics = yield* Effect.provide(Metrics, Metrics.Default)
+    const { upload } = makeUploader(yield* Effect.provide(ObjectStore, store.layer), metrics, {
+      ...NO_BREAKER,
+      uploadTimeoutMs: 10_000,
+      uploadRetries
+    })
+    return { store, metrics, upload }
+  })
+
 describe("Uploader", () => {
   it.effect("interrupts an attempt at UPLOAD_TIMEOUT_MS and fires its AbortSignal", () =>
     Effect.gen(function*() {
-      const store = yield* makeHangingStore
-      const metrics = yield* Effect.provide(Metrics, Metrics.Default)
-      const { upload } = makeUploader(yield* Effect.provide(ObjectStore, store.layer), metrics, {
-        ...NO_BREAKER,
-        uploadTimeoutMs: 10_000,
-        uploadRetries: 0
-      })
+      const { metrics, store, upload } = yield* hangingUpload(0)
       const fiber = yield* Effect.fork(upload("key-1", body))
       yield* Queue.take(store.started)
       yield* TestClock.adjust("9999 millis")
@@ -61,13 +68,7 @@ describe("Uploader", () => {
 
   it.effect("interrupting an upload aborts the store's request", () =>
     Effect.gen(function*() {
-      const store = yield* makeHangingStore
-      const metrics = yield* Effect.provide(Metrics, Metrics.Default)
-      const { upload } = makeUploader(yield* Effect.provide(ObjectStore, store.layer), metrics, {
-        ...NO_BREAKER,
-        uploadTimeoutMs: 10_000,
-        uploadRetries: 5
-      })
+      const { store, upload } = yield* hangingUpload(5)
       const fiber = yield* Effect.fork(upload("key-2", body))
       yield* Queue.take(store.started)
       yield* Fiber.interrupt(fiber)
