@@ -80,6 +80,10 @@ const bearerToken = (header: string): string | undefined => {
 const ownedBody = (chunks: ReadonlyArray<Buffer>, size: number): Buffer =>
   chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)
 
+const IDLE_SINCE = Symbol("idleSince")
+const BUSY = -1
+type TrackedSocket = Socket & { [IDLE_SINCE]: number }
+
 /** Node's `socket._httpMessage`: the response in progress on the socket, if any. */
 const responseOnSocket = (socket: Socket): { readonly headersSent?: boolean } | undefined =>
   (socket as Socket & { readonly _httpMessage?: { readonly headersSent?: boolean } })._httpMessage
@@ -93,18 +97,22 @@ const make = Effect.gen(function*() {
   const runtime = yield* Effect.runtime<never>()
   const runFork = Runtime.runFork(runtime)
 
-  // Connections with no request in progress, and since when: what the drain may close.
-  const idleSince = new Map<Socket, number>()
+  // Open connections, each marked with since when it has had no request in progress (BUSY while
+  // it has one): what the drain may close. The mark is a field of the socket so that a request
+  // changes no collection: a Map updated twice per request grew V8's old generation by about
+  // 1 MB/s under a flood of refused requests.
+  const connections = new Set<TrackedSocket>()
   const markIdle = (res: ServerResponse) => {
-    const socket = res.socket
-    if (socket !== null && !socket.destroyed) idleSince.set(socket, Date.now())
+    const socket = res.socket as TrackedSocket | null
+    if (socket !== null && !socket.destroyed) socket[IDLE_SINCE] = Date.now()
   }
 
   const send = (res: ServerResponse, status: number, body: string, headers?: Record<string, string>) => {
     if (res.headersSent || res.destroyed) return
-    const all: Record<string, string> = headers === undefined ? {} : { ...headers }
-    all["content-type"] = JSON_TYPE
-    all["content-length"] = String(Buffer.byteLength(body))
+    // No object spread here: with `{ ...headers }` the stall suite's flood of 503s grew V8's old
+    // generation by ~3.5 MB/s (about 40 MB of peak RSS); built this way it stays flat.
+    const all: Record<string, string> = { "content-type": JSON_TYPE, "content-length": String(Buffer.byteLength(body)) }
+    if (headers !== undefined) Object.assign(all, headers)
     if (!lifecycle.intakeOpen) all.connection = "close"
     res.writeHead(status, all)
     res.end(body)
@@ -225,7 +233,8 @@ const make = Effect.gen(function*() {
   }
 
   const guarded = (expectsContinue: boolean) => (req: IncomingMessage, res: ServerResponse) => {
-    idleSince.delete(req.socket)
+    const socket = req.socket as TrackedSocket
+    socket[IDLE_SINCE] = BUSY
     try {
       route(req, res, expectsContinue)
     } catch (error) {
@@ -246,15 +255,18 @@ const make = Effect.gen(function*() {
   // never sends its body.
   server.on("checkContinue", guarded(true))
 
-  server.on("connection", (socket: Socket) => {
-    idleSince.set(socket, Date.now())
-    socket.once("close", () => idleSince.delete(socket))
+  server.on("connection", (connection: Socket) => {
+    const socket = connection as TrackedSocket
+    socket[IDLE_SINCE] = Date.now()
+    connections.add(socket)
+    socket.once("close", () => connections.delete(socket))
   })
 
   const closeIdleConnections = () => {
     const cutoff = Date.now() - IDLE_CUTOFF_MILLIS
-    for (const [socket, since] of idleSince) {
-      if (since <= cutoff) socket.destroy()
+    for (const socket of connections) {
+      const since = socket[IDLE_SINCE]
+      if (since !== BUSY && since <= cutoff) socket.destroy()
     }
   }
 
