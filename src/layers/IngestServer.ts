@@ -149,7 +149,8 @@ const make = Effect.gen(function*() {
   const ingestRoute = (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean) => {
     if (req.method !== "POST") return refuse(res, "method_not_allowed", "method not allowed", { allow: "POST" })
     if (!lifecycle.intakeOpen) {
-      return refuse(res, "draining", "shutting down", { ...retryAfter(queue.retryAfterSeconds()), connection: "close" })
+      // `send` adds `Connection: close` while intake is closed.
+      return refuse(res, "draining", "shutting down", retryAfter(queue.retryAfterSeconds()))
     }
     if (!isJsonContentType(req.headers["content-type"])) {
       return refuse(res, "unsupported_media_type", "content-type must be application/json")
