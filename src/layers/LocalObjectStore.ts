@@ -31,6 +31,7 @@ export const prepareDirectories = (root: string, tempDir: string): Effect.Effect
 const lazyWriter = (directory: string) =>
   Effect.gen(function*() {
     const { dataDir } = yield* AppConfig
+    const scope = yield* Effect.scope
     const root = join(dataDir, directory)
     const tempDir = join(dataDir, ".tmp", directory)
     yield* prepareDirectories(root, tempDir)
@@ -43,7 +44,7 @@ const lazyWriter = (directory: string) =>
             import("@effect/platform-node/NodePath")
           ])
         )
-        return yield* files.makeDurableWriter(root, tempDir).pipe(
+        return yield* files.makeDurableWriter(root, tempDir, scope).pipe(
           Effect.provide(Layer.merge(nodeFileSystem.layer, nodePath.layer))
         )
       })
@@ -52,12 +53,12 @@ const lazyWriter = (directory: string) =>
       Effect.flatMap(writer, (w) => w.write(relative, body))
   })
 
-export const LocalObjectStoreLive: Layer.Layer<ObjectStore, StoreError, AppConfig> = Layer.effect(
+export const LocalObjectStoreLive: Layer.Layer<ObjectStore, StoreError, AppConfig> = Layer.scoped(
   ObjectStore,
   Effect.map(lazyWriter("objects"), (write) => ObjectStore.of({ put: write }))
 )
 
-export const DeadLetterDirLive: Layer.Layer<DeadLetter, StoreError, AppConfig> = Layer.effect(
+export const DeadLetterDirLive: Layer.Layer<DeadLetter, StoreError, AppConfig> = Layer.scoped(
   DeadLetter,
   Effect.map(lazyWriter("dead-letter"), (write) => DeadLetter.of({ write: (key, body) => write(keyFileName(key), body) }))
 )
