@@ -11,8 +11,11 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import { makeSharedSync } from "../../src/layers/LocalFiles.js"
 
-/** A directory sync that records each round it starts and finishes it when the test says. */
-const manualSync = () => {
+/**
+ * `makeSharedSync` in the test's scope over a directory sync that records each round it starts
+ * and ends it only when the test calls `finish`.
+ */
+const sharedSyncUnderTest = Effect.gen(function*() {
   const rounds: Array<{ readonly dir: string; readonly end: Deferred.Deferred<void, string> }> = []
   const sync = (dir: string) =>
     Effect.gen(function*() {
@@ -25,8 +28,9 @@ const manualSync = () => {
     Effect.gen(function*() {
       while (rounds.length < count) yield* Effect.yieldNow()
     })
-  return { rounds, sync, started }
-}
+  const finish = (round: number) => Deferred.succeed(rounds[round]!.end, undefined)
+  return { rounds, started, finish, syncAfterRename: makeSharedSync(sync, yield* Effect.scope) }
+})
 
 const pending = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) => Effect.map(Fiber.poll(fiber), Option.isNone)
 
@@ -34,8 +38,7 @@ describe("LocalFiles", () => {
   describe("makeSharedSync", () => {
     it.scoped("callers who join while a sync runs wait for the next one, and share it", () =>
       Effect.gen(function*() {
-        const { rounds, started, sync } = manualSync()
-        const syncAfterRename = makeSharedSync(sync, yield* Effect.scope)
+        const { finish, rounds, started, syncAfterRename } = yield* sharedSyncUnderTest
 
         const first = yield* Effect.fork(syncAfterRename("hour"))
         yield* started(1)
@@ -45,13 +48,13 @@ describe("LocalFiles", () => {
         yield* Effect.yieldNow()
         assert.strictEqual(rounds.length, 1)
 
-        yield* Deferred.succeed(rounds[0]!.end, undefined)
+        yield* finish(0)
         yield* Fiber.join(first)
         yield* started(2)
         assert.isTrue(yield* pending(second))
         assert.isTrue(yield* pending(third))
 
-        yield* Deferred.succeed(rounds[1]!.end, undefined)
+        yield* finish(1)
         yield* Fiber.join(second)
         yield* Fiber.join(third)
         // Three callers, two syncs; with nobody waiting no third round starts.
@@ -61,30 +64,28 @@ describe("LocalFiles", () => {
         // A later caller starts a round of its own.
         const fourth = yield* Effect.fork(syncAfterRename("hour"))
         yield* started(3)
-        yield* Deferred.succeed(rounds[2]!.end, undefined)
+        yield* finish(2)
         yield* Fiber.join(fourth)
       }))
 
     it.scoped("directories are synced apart", () =>
       Effect.gen(function*() {
-        const { rounds, started, sync } = manualSync()
-        const syncAfterRename = makeSharedSync(sync, yield* Effect.scope)
+        const { finish, rounds, started, syncAfterRename } = yield* sharedSyncUnderTest
 
         const one = yield* Effect.fork(syncAfterRename("a"))
         const other = yield* Effect.fork(syncAfterRename("b"))
         yield* started(2)
         assert.deepStrictEqual(rounds.map((round) => round.dir).sort(), ["a", "b"])
-        yield* Deferred.succeed(rounds.find((round) => round.dir === "b")!.end, undefined)
+        yield* finish(rounds.findIndex((round) => round.dir === "b"))
         yield* Fiber.join(other)
         assert.isTrue(yield* pending(one))
-        yield* Deferred.succeed(rounds.find((round) => round.dir === "a")!.end, undefined)
+        yield* finish(rounds.findIndex((round) => round.dir === "a"))
         yield* Fiber.join(one)
       }))
 
     it.scoped("a failed sync fails every caller of its round; the next round is tried afresh", () =>
       Effect.gen(function*() {
-        const { rounds, started, sync } = manualSync()
-        const syncAfterRename = makeSharedSync(sync, yield* Effect.scope)
+        const { finish, rounds, started, syncAfterRename } = yield* sharedSyncUnderTest
 
         const first = yield* Effect.fork(syncAfterRename("hour"))
         yield* started(1)
@@ -93,14 +94,13 @@ describe("LocalFiles", () => {
         assert.deepStrictEqual(yield* Fiber.await(first), Exit.fail("EIO"))
 
         yield* started(2)
-        yield* Deferred.succeed(rounds[1]!.end, undefined)
+        yield* finish(1)
         assert.isTrue(Exit.isSuccess(yield* Fiber.await(second)))
       }))
 
     it.scoped("an interrupted caller leaves the rounds running for the others", () =>
       Effect.gen(function*() {
-        const { rounds, started, sync } = manualSync()
-        const syncAfterRename = makeSharedSync(sync, yield* Effect.scope)
+        const { finish, started, syncAfterRename } = yield* sharedSyncUnderTest
 
         // The caller that started the rounds gives up (an upload deadline, say) mid-sync.
         const first = yield* Effect.fork(syncAfterRename("hour"))
@@ -108,9 +108,9 @@ describe("LocalFiles", () => {
         const second = yield* Effect.fork(syncAfterRename("hour"))
         yield* Fiber.interrupt(first)
 
-        yield* Deferred.succeed(rounds[0]!.end, undefined)
+        yield* finish(0)
         yield* started(2)
-        yield* Deferred.succeed(rounds[1]!.end, undefined)
+        yield* finish(1)
         assert.isTrue(Exit.isSuccess(yield* Fiber.await(second)))
       }))
   })
