@@ -138,13 +138,58 @@ export const payloadCount = (jobs: ReadonlyArray<Job>): number => {
   return count
 }
 
-/** The object body: one payload per line, each line ending in "\n". */
-export const encodeBatch = (jobs: ReadonlyArray<Job>): Buffer => {
+/** Bytes of the object body of `jobs`. */
+const bodyBytes = (jobs: ReadonlyArray<Job>): number => {
   let total = 0
   for (let i = 0; i < jobs.length; i++) total += jobs[i]!.bytes
-  const out = Buffer.allocUnsafe(total)
+  return total
+}
+
+/** The object body: one payload per line, each line ending in "\n". */
+export const encodeBatch = (jobs: ReadonlyArray<Job>): Buffer => {
+  const out = Buffer.allocUnsafe(bodyBytes(jobs))
   encodeInto(out, jobs)
   return out
+}
+
+/** Object bodies encoded into buffers that are used again once their batch is settled. */
+export interface BodyBuffers {
+  /** The body of `jobs`: in a reused buffer when it fits one, else in memory of its own. */
+  readonly encode: (jobs: ReadonlyArray<Job>) => Buffer
+  /** Takes back a body `encode` returned. Nothing may read it afterwards. */
+  readonly release: (body: Buffer) => void
+  /** Buffers waiting to be used again. */
+  readonly idle: () => number
+}
+
+/**
+ * Why reuse: V8 counts the external memory allocated since its last mark-compact against the old
+ * generation's limit, until a scavenge frees it. A fresh 1 MB body per batch was enough to start a
+ * mark-compact every few hundred milliseconds under load (30–34 in 8 s against 13 with reuse, on one
+ * core). Buffers are `size` bytes; a larger body gets its own. At most `keep` are kept.
+ */
+export const makeBodyBuffers = (size: number, keep: number): BodyBuffers => {
+  const free: Array<ArrayBuffer> = []
+  const ours = new WeakSet<ArrayBuffer>()
+  return {
+    encode: (jobs) => {
+      const total = bodyBytes(jobs)
+      if (total > size) return encodeBatch(jobs)
+      let memory = free.pop()
+      if (memory === undefined) {
+        memory = Buffer.allocUnsafeSlow(size).buffer as ArrayBuffer
+        ours.add(memory)
+      }
+      const body = Buffer.from(memory, 0, total)
+      encodeInto(body, jobs)
+      return body
+    },
+    release: (body) => {
+      const memory = body.buffer as ArrayBuffer
+      if (ours.has(memory) && free.length < keep && !free.includes(memory)) free.push(memory)
+    },
+    idle: () => free.length
+  }
 }
 
 /** Writes the jobs' lines, each ending in "\n", at the start of `out`. */

@@ -19,7 +19,15 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import { addToBatch, batchesOf, encodeBatch, type Job, type OpenBatch, payloadCount } from "../domain/Batch.js"
+import {
+  addToBatch,
+  batchesOf,
+  encodeBatch,
+  type Job,
+  makeBodyBuffers,
+  type OpenBatch,
+  payloadCount
+} from "../domain/Batch.js"
 import { objectKey } from "../domain/Keys.js"
 import { AppConfig } from "./AppConfig.js"
 import { beginShutdown, Lifecycle } from "./Lifecycle.js"
@@ -47,6 +55,12 @@ interface WorkerHold extends OpenBatch {
   encoded: Buffer | undefined
 }
 
+/**
+ * Size of the reused object-body buffers: a batch of 1,000 payloads of 1–2 KB fits. Memory is
+ * resident only as far as bodies have filled it.
+ */
+const BODY_BUFFER_BYTES = 2 * 1024 * 1024
+
 /** Time kept back from the shutdown budget for closing the listener and dead-lettering. */
 export const SHUTDOWN_RESERVE_MILLIS = 2_000
 
@@ -59,6 +73,8 @@ const make = Effect.gen(function*() {
   const uploader = makeUploader(store, metrics, config)
 
   const queue = yield* Queue.bounded<Job>(config.maxQueue)
+  // One buffer per worker at most: a batch's body is in one until the batch is settled.
+  const bodies = makeBodyBuffers(Math.min(config.batchMaxBytes, BODY_BUFFER_BYTES), config.maxWorkers)
   const instance = randomBytes(4).toString("hex")
   let sequence = 0
 
@@ -250,6 +266,7 @@ const make = Effect.gen(function*() {
     })
 
   const release = (hold: WorkerHold) => {
+    if (hold.encoded !== undefined) bodies.release(hold.encoded)
     hold.jobs = []
     hold.lines = 0
     hold.bytes = 0
@@ -262,7 +279,7 @@ const make = Effect.gen(function*() {
   const deliver = (hold: WorkerHold, key: string) =>
     Effect.suspend(() => {
       const count = hold.lines
-      const body = encodeBatch(hold.jobs)
+      const body = bodies.encode(hold.jobs)
       const acceptances: Array<number> = []
       for (const job of hold.jobs) acceptances.push(job.acceptedAt, job.count)
       // From here the batch is its encoded body: the request bodies it was cut from can go.

@@ -16,7 +16,11 @@ export class StoreError extends Data.TaggedError("StoreError")<{
 }> {}
 
 export interface ObjectStoreShape {
-  /** Writes one object; writing the same key with the same bytes again is harmless. */
+  /**
+   * Writes one object; writing the same key with the same bytes again is harmless. `body` is
+   * lent for the batch: once the batch is stored or dead-lettered its memory holds the next
+   * batch, so an implementation that keeps the bytes beyond its effect copies them.
+   */
   readonly put: (key: string, body: Uint8Array) => Effect.Effect<void, StoreError>
 }
 

@@ -5,6 +5,7 @@ import {
   emptyBatch,
   encodeBatch,
   type Job,
+  makeBodyBuffers,
   makeJob,
   payloadCount,
   splitJob
@@ -50,6 +51,55 @@ describe("encodeBatch", () => {
     assert.strictEqual(encodeBatch([job]).length, job.bytes)
     const [head, tail] = splitJob(job, 1)
     assert.strictEqual(text([tail, head]), `{"b":"x,y"}\n{"c":[1,2]}\n{"d":{}}\n{"a":1}\n`)
+  })
+})
+
+describe("makeBodyBuffers", () => {
+  const job = (id: number, pad = 0) => jobOf(collection(`{"id":${id},"s":"${"x".repeat(pad)}"}`))
+  const sameMemory = (a: Buffer, b: Buffer) => a.buffer === b.buffer
+
+  it("encodes into a buffer that a released body hands on to the next batch", () => {
+    const buffers = makeBodyBuffers(1024, 2)
+    const first = buffers.encode([job(1), job(2)])
+    assert.strictEqual(first.toString("utf8"), `{"id":1,"s":""}\n{"id":2,"s":""}\n`)
+    assert.strictEqual(first.buffer.byteLength, 1024)
+    buffers.release(first)
+    assert.strictEqual(buffers.idle(), 1)
+    const second = buffers.encode([job(3)])
+    assert.isTrue(sameMemory(first, second), "the released memory is used again")
+    assert.strictEqual(second.toString("utf8"), `{"id":3,"s":""}\n`, "only the new body's bytes, none of the old")
+    assert.strictEqual(buffers.idle(), 0)
+  })
+
+  it("never gives one buffer to two bodies in use", () => {
+    const buffers = makeBodyBuffers(1024, 4)
+    const a = buffers.encode([job(1)])
+    const b = buffers.encode([job(2)])
+    assert.isFalse(sameMemory(a, b))
+    buffers.release(a)
+    buffers.release(a)
+    assert.strictEqual(buffers.idle(), 1, "a body released twice is kept once")
+    const c = buffers.encode([job(3)])
+    const d = buffers.encode([job(4)])
+    assert.isFalse(sameMemory(c, d))
+    assert.deepStrictEqual([b, c, d].map((body) => body.toString("utf8")), [2, 3, 4].map((id) => `{"id":${id},"s":""}\n`))
+  })
+
+  it("gives a body larger than a buffer memory of its own, which it does not keep", () => {
+    const buffers = makeBodyBuffers(64, 2)
+    const large = buffers.encode([job(1, 100)])
+    assert.strictEqual(large.toString("utf8"), `{"id":1,"s":"${"x".repeat(100)}"}\n`)
+    buffers.release(large)
+    assert.strictEqual(buffers.idle(), 0)
+    buffers.release(encodeBatch([job(2)]))
+    assert.strictEqual(buffers.idle(), 0, "memory it did not hand out is not taken")
+  })
+
+  it("keeps at most `keep` buffers", () => {
+    const buffers = makeBodyBuffers(256, 2)
+    const bodies = [1, 2, 3].map((id) => buffers.encode([job(id)]))
+    for (const body of bodies) buffers.release(body)
+    assert.strictEqual(buffers.idle(), 2)
   })
 })
 
