@@ -33,6 +33,7 @@ import { AppConfig } from "./AppConfig.js"
 import { beginShutdown, Lifecycle } from "./Lifecycle.js"
 import { Metrics } from "./Metrics.js"
 import { DeadLetter, ObjectStore, type StoreError } from "./ObjectStore.js"
+import { RingBuffer } from "./RingBuffer.js"
 import { makeUploader } from "./Uploader.js"
 
 export type Admission = "admitted" | "full" | "shedding" | "too_large" | "closed"
@@ -72,7 +73,9 @@ const make = Effect.gen(function*() {
   const lifecycle = yield* Lifecycle
   const uploader = makeUploader(store, metrics, config)
 
-  const queue = yield* Queue.bounded<Job>(config.maxQueue)
+  // A job holds at least one payload, so `maxQueue` slots are never all taken: admission bounds
+  // the payloads before it offers.
+  const queue = yield* Queue.make(new RingBuffer<Job>(config.maxQueue), Queue.backPressureStrategy())
   // One buffer per worker at most: a batch's body is in one until the batch is settled.
   const bodies = makeBodyBuffers(Math.min(config.batchMaxBytes, BODY_BUFFER_BYTES), config.maxWorkers)
   const instance = randomBytes(4).toString("hex")
