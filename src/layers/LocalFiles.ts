@@ -3,11 +3,16 @@
  * file, fsync it, rename it into place, fsync the directory. A file that exists is complete and
  * durable, as an S3 200 is. Temporary files live under `DATA_DIR/.tmp` (same file system, so the
  * rename is atomic) and are cleared at start: no scan of the object tree is needed.
+ *
+ * The system calls are node:fs callbacks, a write's whole sequence inside one `Effect.async`:
+ * through @effect/platform's FileSystem (an Effect, a semaphore and a scope per call) a 1 MB
+ * write took 0.8–1.6 ms of the main thread's CPU, as a callback chain 0.1 ms. What has time in it
+ * stays Effect: the uploader's deadline interrupts the write, and an interrupted write stops
+ * before its rename and removes its temporary file.
  */
 import { randomBytes } from "node:crypto"
-import type { PlatformError } from "@effect/platform/Error"
-import * as FileSystem from "@effect/platform/FileSystem"
-import * as Path from "@effect/platform/Path"
+import * as fs from "node:fs"
+import { basename, dirname, join } from "node:path"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -18,11 +23,68 @@ export interface DurableWriter {
   readonly write: (relative: string, body: Uint8Array) => Effect.Effect<void, StoreError>
 }
 
-const toStoreError = (what: string) => (error: PlatformError): StoreError =>
-  new StoreError({
-    retryable: !(error._tag === "SystemError" && (error.reason === "PermissionDenied" || error.reason === "BadResource")),
-    reason: `${what}: ${error.message}`
+/** Failures another attempt cannot cure: permissions, and a path taken by the wrong kind of file. */
+const PERMANENT = new Set(["EACCES", "EISDIR", "ENOTDIR", "ELOOP"])
+
+const toStoreError = (what: string, error: NodeJS.ErrnoException): StoreError =>
+  new StoreError({ retryable: !PERMANENT.has(error.code ?? ""), reason: `${what}: ${error.message}` })
+
+type Callback = (error: NodeJS.ErrnoException | null) => void
+
+/** One node:fs call as an Effect. */
+const call = (what: string, run: (done: Callback) => void): Effect.Effect<void, StoreError> =>
+  Effect.async<void, StoreError>((resume) =>
+    run((error) => resume(error === null ? Effect.void : Effect.fail(toStoreError(what, error))))
+  )
+
+/** Writes all of `body` to `fd` from `offset`: a regular file may take it in several writes. */
+const writeAll = (fd: number, body: Uint8Array, offset: number, done: Callback): void => {
+  if (offset >= body.length) return done(null)
+  fs.write(fd, body, offset, body.length - offset, offset, (error, written) => {
+    if (error !== null) return done(error)
+    if (written === 0) return done(Object.assign(new Error("write returned 0 bytes written"), { code: "EIO" }))
+    writeAll(fd, body, offset + written, done)
   })
+}
+
+/**
+ * Writes `body` to a new file `temp`, fsyncs and closes it, and renames it to `target`. On a
+ * failure, or once interrupted, the chain closes the file, removes it and goes no further.
+ */
+const writeAndRename = (temp: string, target: string, body: Uint8Array): Effect.Effect<void, StoreError> =>
+  Effect.async<void, StoreError>((resume) => {
+    let interrupted = false
+    const fail = (error: NodeJS.ErrnoException) => resume(Effect.fail(toStoreError("write failed", error)))
+    // Removal is best effort: a leftover temporary file is cleared at the next start.
+    const abandon = (error: NodeJS.ErrnoException | null) =>
+      fs.unlink(temp, () => {
+        if (error !== null) fail(error)
+      })
+    fs.open(temp, "w", (error, fd) => {
+      if (error !== null) return fail(error)
+      writeAll(fd, body, 0, (error) => {
+        const synced = (error: NodeJS.ErrnoException | null) =>
+          fs.close(fd, (closeError) => {
+            const failure = error ?? closeError
+            if (failure !== null || interrupted) return abandon(failure)
+            fs.rename(temp, target, (error) => (error === null ? resume(Effect.void) : abandon(error)))
+          })
+        if (error !== null || interrupted) return synced(error)
+        fs.fsync(fd, synced)
+      })
+    })
+    return Effect.sync(() => {
+      interrupted = true
+    })
+  })
+
+/** Opens `dir`, fsyncs it and closes it: its entries reach the disk. */
+const syncDirectory = (dir: string): Effect.Effect<void, StoreError> =>
+  call("directory sync failed", (done) =>
+    fs.open(dir, "r", (error, fd) => {
+      if (error !== null) return done(error)
+      fs.fsync(fd, (error) => fs.close(fd, (closeError) => done(error ?? closeError)))
+    }))
 
 /**
  * Directory fsyncs shared by concurrent writers (a group commit). A rename is durable once an
@@ -69,52 +131,42 @@ export const makeSharedSync = <E>(sync: (dir: string) => Effect.Effect<void, E>,
  */
 export const makeDurableWriter = (root: string, tempDir: string, scope: Scope.Scope) =>
   Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
-    const path = yield* Path.Path
     const known = new Set<string>()
-
-    const syncDirectory = (dir: string) =>
-      Effect.scoped(Effect.flatMap(fs.open(dir, { flag: "r" }), (handle) => handle.sync))
     const syncAfterRename = makeSharedSync(syncDirectory, scope)
 
     // A new directory's own entry must reach its parent's disk record too.
-    const ensureDirectory = (dir: string): Effect.Effect<void, PlatformError> =>
+    const ensureDirectory = (dir: string): Effect.Effect<void, StoreError> =>
       Effect.suspend(() => {
         if (known.has(dir)) return Effect.void
-        const parent = path.dirname(dir)
+        const parent = dirname(dir)
         return Effect.gen(function*() {
           if (dir !== root && parent !== dir) yield* ensureDirectory(parent)
-          if (!(yield* fs.exists(dir))) {
-            yield* fs.makeDirectory(dir, { recursive: true })
-            yield* syncDirectory(parent)
-          }
+          const created = yield* Effect.async<boolean, StoreError>((resume) =>
+            fs.mkdir(dir, (error) =>
+              resume(
+                error === null || error.code === "EEXIST"
+                  ? Effect.succeed(error === null)
+                  : Effect.fail(toStoreError("cannot create directory", error))
+              )
+            )
+          )
+          if (created) yield* syncDirectory(parent)
           known.add(dir)
         })
       })
 
-    yield* Effect.mapError(ensureDirectory(root), toStoreError("cannot create directory"))
+    yield* ensureDirectory(root)
 
-    const write = (relative: string, body: Uint8Array) => {
-      const target = path.join(root, relative)
-      const dir = path.dirname(target)
-      const temp = path.join(tempDir, `${path.basename(target)}.${randomBytes(6).toString("hex")}`)
-      const removeTemp = fs.remove(temp, { force: true }).pipe(Effect.ignore)
-      return Effect.gen(function*() {
-        yield* ensureDirectory(dir)
-        yield* Effect.scoped(
-          Effect.gen(function*() {
-            const handle = yield* fs.open(temp, { flag: "w" })
-            if (body.length > 0) yield* handle.writeAll(body)
-            yield* handle.sync
-          })
+    const write = (relative: string, body: Uint8Array) =>
+      Effect.suspend(() => {
+        const target = join(root, relative)
+        const dir = dirname(target)
+        const temp = join(tempDir, `${basename(target)}.${randomBytes(6).toString("hex")}`)
+        return ensureDirectory(dir).pipe(
+          Effect.zipRight(writeAndRename(temp, target, body)),
+          Effect.zipRight(syncAfterRename(dir))
         )
-        yield* fs.rename(temp, target)
-        yield* syncAfterRename(dir)
-      }).pipe(
-        Effect.onError(() => removeTemp),
-        Effect.mapError(toStoreError("write failed"))
-      )
-    }
+      })
 
     return { write } satisfies DurableWriter
   })

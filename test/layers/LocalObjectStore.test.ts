@@ -11,8 +11,10 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { DeadLetterDirLive, LocalObjectStoreLive } from "../../src/layers/LocalObjectStore.js"
@@ -131,6 +133,35 @@ describe("LocalObjectStoreLive", () => {
       assert.strictEqual(readFileSync(join(dataDir, "objects", "payloads", "kept.ndjson"), "utf8"), "{\"id\":1}\n")
       yield* store.put(KEY, bytes("after restart"))
       assert.deepStrictEqual(readdirSync(tempDir), [])
+    }))
+
+  it.scopedLive("a put interrupted mid-write goes no further than its temporary file, and removes it", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDataDir
+      const store = yield* buildStore(dataDir)
+      const tempDir = join(dataDir, ".tmp", "objects")
+      const body = Buffer.alloc(64 * 1024 * 1024, 0x78)
+      const waitFor = (done: () => boolean) =>
+        Effect.gen(function*() {
+          for (let polls = 0; !done() && polls < 2_000; polls++) yield* Effect.sleep(Duration.millis(1))
+        })
+      // Interrupted once its temporary file exists, while the 64 MB are being written; a put that
+      // finished before that (a very fast disk) is tried again under another key.
+      let key: string | undefined
+      for (let attempt = 0; attempt < 5 && key === undefined; attempt++) {
+        const candidate = `payloads/interrupted-${attempt}.ndjson`
+        const put = yield* Effect.fork(store.put(candidate, body))
+        yield* waitFor(() => readdirSync(tempDir).length > 0 || put.unsafePoll() !== null)
+        if (put.unsafePoll() === null) {
+          yield* Fiber.interrupt(put)
+          key = candidate
+        }
+      }
+      if (key === undefined) throw new Error("every put finished before it could be interrupted")
+      // Its file calls run on below the interruption, until they have closed and removed the file.
+      yield* waitFor(() => readdirSync(tempDir).length === 0)
+      assert.deepStrictEqual(readdirSync(tempDir), [], "the temporary file is removed")
+      assert.isFalse(existsSync(join(dataDir, "objects", key)), "and never renamed into place")
     }))
 
   it.scopedLive("fails with a StoreError when the objects directory is a regular file, leaving no temp file", () =>
