@@ -6,8 +6,8 @@
  *
  * The system calls are node:fs callbacks, a write's whole sequence inside one `Effect.async`:
  * through @effect/platform's FileSystem (an Effect, a semaphore and a scope per call) a 1 MB
- * write took 0.8–1.6 ms of the main thread's CPU, as a callback chain 0.1 ms. What has time in it
- * stays Effect: the uploader's deadline interrupts the write, and an interrupted write stops
+ * write took 0.55 ms of user CPU once warm, against 0.27 ms now (BENCHMARKS.md). What has time in
+ * it stays Effect: the uploader's deadline interrupts the write, and an interrupted write stops
  * before its rename and removes its temporary file.
  */
 import { randomBytes } from "node:crypto"
@@ -62,16 +62,15 @@ const writeAndRename = (temp: string, target: string, body: Uint8Array): Effect.
       })
     fs.open(temp, "w", (error, fd) => {
       if (error !== null) return fail(error)
-      writeAll(fd, body, 0, (error) => {
-        const synced = (error: NodeJS.ErrnoException | null) =>
-          fs.close(fd, (closeError) => {
-            const failure = error ?? closeError
-            if (failure !== null || interrupted) return abandon(failure)
-            fs.rename(temp, target, (error) => (error === null ? resume(Effect.void) : abandon(error)))
-          })
-        if (error !== null || interrupted) return synced(error)
-        fs.fsync(fd, synced)
-      })
+      // Closes the file, then renames it into place unless something failed or it was interrupted.
+      const finish = (error: NodeJS.ErrnoException | null) =>
+        fs.close(fd, (closeError) => {
+          const failure = error ?? closeError
+          if (failure !== null || interrupted) return abandon(failure)
+          fs.rename(temp, target, (error) => (error === null ? resume(Effect.void) : abandon(error)))
+        })
+      if (interrupted) return finish(null)
+      writeAll(fd, body, 0, (error) => (error !== null || interrupted ? finish(error) : fs.fsync(fd, finish)))
     })
     return Effect.sync(() => {
       interrupted = true
