@@ -1,0 +1,105 @@
+#!/usr/bin/env node
+// `npm run bench:pipeline`: the CPU the queue-and-worker pipeline costs on its own, without HTTP.
+// The JobQueue layer (dist/services/JobQueue.js) over a store whose put writes nothing and
+// answers on the next turn of the event loop, as a real store answers asynchronously; jobs made
+// from 10-payload bodies of about 1 KiB each are offered at RATE jobs a second (default 5,000,
+// about what the intake suite's 10-payload runs admit), 64 per timer turn like the kit's 64
+// connections. The same feed without the queue is measured first and subtracted. Pin it to one
+// core (`taskset -c 0 npm run bench:pipeline`) to compare with the intake suite.
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
+import { makeJob } from "../dist/domain/Batch.js"
+import { parseCollection } from "../dist/domain/Collection.js"
+import { testLayer } from "../dist/services/AppConfig.js"
+import { JobQueue } from "../dist/services/JobQueue.js"
+import { Lifecycle, makeLifecycle } from "../dist/services/Lifecycle.js"
+import { Metrics } from "../dist/services/Metrics.js"
+import { DeadLetter, ObjectStore } from "../dist/services/ObjectStore.js"
+
+const RATE = Number(process.env.RATE ?? 5000)
+const WARMUP_MS = 2000
+const WINDOW_MS = 5000
+
+const payload = (i) => ({
+  id: `evt-${String(i).padStart(8, "0")}`,
+  ts: 1732300000000 + i,
+  host: `web-${i}.example.internal`,
+  service: "checkout",
+  level: "info",
+  metrics: { cpu: 0.42, memMb: 812.5, latencyMs: 12.7, rps: 3812, errors: 0 },
+  tags: ["prod", "eu-west-1", "blue", `shard-${i}`],
+  message: "lorem ipsum dolor sit amet ".repeat(30).trim()
+})
+const body = Buffer.from(JSON.stringify({ version: "1.0", token: "t", data: Array.from({ length: 10 }, (_, i) => payload(i)) }))
+const parsed = parseCollection(body, 64)
+if (parsed._tag !== "Collection") throw new Error("the bench body does not validate")
+
+/** Makes RATE jobs a second (each from its own copy of the body, as the edge gets one per request) and hands them to `take`. */
+const feed = (take) => {
+  let made = 0
+  let stopped = false
+  const started = Date.now()
+  const turn = () => {
+    if (stopped) return
+    const due = Math.floor(((Date.now() - started) * RATE) / 1000)
+    for (let i = 0; i < 64 && made < due; i++, made++) take(makeJob(Buffer.from(body), parsed.collection, Date.now()))
+    setTimeout(turn, 1)
+  }
+  turn()
+  return () => {
+    stopped = true
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** CPU of this process over the window after the warm-up, as a share of one core. */
+const cpuShare = async () => {
+  await sleep(WARMUP_MS)
+  const before = process.cpuUsage()
+  await sleep(WINDOW_MS)
+  const used = process.cpuUsage(before)
+  return (used.user + used.system) / 1000 / WINDOW_MS
+}
+
+const stopFeedOnly = feed(() => {})
+const feedOnly = await cpuShare()
+stopFeedOnly()
+
+const layer = JobQueue.Default.pipe(
+  Layer.provideMerge(
+    Layer.mergeAll(
+      Metrics.Default,
+      Layer.succeed(
+        ObjectStore,
+        ObjectStore.of({
+          put: () =>
+            Effect.async((resume) => {
+              setImmediate(() => resume(Effect.void))
+            })
+        })
+      ),
+      Layer.succeed(DeadLetter, DeadLetter.of({ write: () => Effect.void })),
+      testLayer({ maxQueue: 100_000 }),
+      Layer.succeed(Lifecycle, makeLifecycle())
+    )
+  )
+)
+const scope = Effect.runSync(Scope.make())
+const queue = Context.get(await Effect.runPromise(Layer.buildWithScope(layer, scope)), JobQueue)
+const stopFeed = feed((job) => queue.offer(job))
+const storedBefore = queue.stats().stored
+const withPipeline = await cpuShare()
+const stored = queue.stats().stored - storedBefore
+stopFeed()
+
+const batchesPerSecond = stored / 1000 / ((WARMUP_MS + WINDOW_MS) / 1000)
+const pipeline = withPipeline - feedOnly
+process.stdout.write(
+  `${RATE} jobs/s of 10 payloads: feeding alone ${(feedOnly * 100).toFixed(1)} % of a core, ` +
+    `with the pipeline ${(withPipeline * 100).toFixed(1)} %; the pipeline ${(pipeline * 100).toFixed(1)} %, ` +
+    `${((pipeline * 1000) / batchesPerSecond).toFixed(2)} ms per 1,000-payload batch\n`
+)
+process.exit(0)
