@@ -17,22 +17,13 @@ import { JobQueue } from "../dist/services/JobQueue.js"
 import { Lifecycle, makeLifecycle } from "../dist/services/Lifecycle.js"
 import { Metrics } from "../dist/services/Metrics.js"
 import { DeadLetter, ObjectStore } from "../dist/services/ObjectStore.js"
+import { body as collection } from "./bodies.mjs"
 
 const RATE = Number(process.env.RATE ?? 5000)
 const WARMUP_MS = 2000
 const WINDOW_MS = 5000
 
-const payload = (i) => ({
-  id: `evt-${String(i).padStart(8, "0")}`,
-  ts: 1732300000000 + i,
-  host: `web-${i}.example.internal`,
-  service: "checkout",
-  level: "info",
-  metrics: { cpu: 0.42, memMb: 812.5, latencyMs: 12.7, rps: 3812, errors: 0 },
-  tags: ["prod", "eu-west-1", "blue", `shard-${i}`],
-  message: "lorem ipsum dolor sit amet ".repeat(30).trim()
-})
-const body = Buffer.from(JSON.stringify({ version: "1.0", token: "t", data: Array.from({ length: 10 }, (_, i) => payload(i)) }))
+const body = collection(10)
 const parsed = parseCollection(body, 64)
 if (parsed._tag !== "Collection") throw new Error("the bench body does not validate")
 

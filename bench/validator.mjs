@@ -3,22 +3,7 @@
 // `JSON.parse` of the same bytes, which is all the node:http ceiling does with a body. Bodies of
 // 1 and 10 payloads of about 1 KiB each, shaped like the comparison kit's; best of 8 rounds.
 import { parseCollection } from "../dist/domain/Collection.js"
-
-const payload = (i) => ({
-  id: `evt-${String(i).padStart(8, "0")}`,
-  ts: 1732300000000 + i,
-  host: `web-${i}.example.internal`,
-  service: "checkout",
-  level: "info",
-  metrics: { cpu: 0.42, memMb: 812.5, latencyMs: 12.7, rps: 3812, errors: 0 },
-  tags: ["prod", "eu-west-1", "blue", `shard-${i}`],
-  message: "lorem ipsum dolor sit amet ".repeat(30).trim()
-})
-
-const body = (n) => {
-  const data = Array.from({ length: n }, (_, i) => payload(i))
-  return Buffer.from(JSON.stringify({ version: "1.0", token: "0123456789abcdef", data }))
-}
+import { body } from "./bodies.mjs"
 
 const best = (f, rounds = 8, iterations = 5000) => {
   let min = Infinity
