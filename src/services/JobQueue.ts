@@ -311,7 +311,14 @@ const make = Effect.gen(function*() {
   // One worker at a time collects a batch; the others upload theirs meanwhile. Were all idle
   // workers waiting on the queue, each line of a burst would go to a different worker and
   // light load would write one object per payload.
-  const collector = yield* Effect.makeSemaphore(1)
+  //
+  // The turn is a token in a one-place queue, which hands it to the longest-waiting worker alone.
+  // Effect's semaphore resumes every waiting fiber when its permit is released, and all but one
+  // then wait again: with 16 workers that was about 20 wake-ups per batch.
+  const collectorTurn = yield* Queue.bounded<void>(1)
+  yield* Queue.offer(collectorTurn, undefined)
+  const asCollector = <A, E>(self: Effect.Effect<A, E>) =>
+    Effect.acquireUseRelease(Queue.take(collectorTurn), () => self, () => Queue.offer(collectorTurn, undefined))
 
   const collect = (hold: WorkerHold) =>
     Effect.gen(function*() {
@@ -324,7 +331,7 @@ const make = Effect.gen(function*() {
 
   const worker = (hold: WorkerHold) =>
     Effect.gen(function*() {
-      const key = yield* collector.withPermits(1)(collect(hold))
+      const key = yield* asCollector(collect(hold))
       yield* deliver(hold, key)
     }).pipe(Effect.forever)
 
