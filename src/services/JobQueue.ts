@@ -261,8 +261,7 @@ const make = Effect.gen(function*() {
       metrics.payloadsStored.inc(count)
       metrics.objectsStored.inc()
       for (let i = 0; i < acceptances.length; i += 2) {
-        const delivery = (now - acceptances[i]!) / 1000
-        for (let k = 0; k < acceptances[i + 1]!; k++) metrics.deliveryDuration.observe(delivery)
+        metrics.observeDelivery((now - acceptances[i]!) / 1000, acceptances[i + 1]!)
       }
       recordStoredRate(count, now)
       settle(count)

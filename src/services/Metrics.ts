@@ -6,6 +6,7 @@
 import * as Effect from "effect/Effect"
 import * as Prometheus from "prom-client"
 import { type RejectionReason, rejectionReasons } from "../domain/Rejection.js"
+import { repeatedObservation } from "./RepeatedObservation.js"
 
 export interface QueueProbe {
   readonly queuedPayloads: () => number
@@ -66,6 +67,13 @@ const make = () => {
   })
   breakerState.set(0)
 
+  const deliveryDuration = new Prometheus.Histogram({
+    name: "s3ingest_payload_delivery_seconds",
+    help: "Time from 202 to stored, one observation per payload",
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+    registers
+  })
+
   probeGauge("s3ingest_queue_payloads", "Payloads waiting in the queue", (p) => p.queuedPayloads())
   probeGauge("s3ingest_queue_bytes", "Encoded bytes waiting in the queue", (p) => p.queuedBytes())
   probeGauge("s3ingest_payloads_in_flight", "Payloads taken by workers, not yet stored or dead-lettered", (p) =>
@@ -87,12 +95,8 @@ const make = () => {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers
     }),
-    deliveryDuration: new Prometheus.Histogram({
-      name: "s3ingest_payload_delivery_seconds",
-      help: "Time from 202 to stored, one observation per payload",
-      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
-      registers
-    }),
+    /** `payloads` observations of one request's delivery time, in seconds. */
+    observeDelivery: repeatedObservation(deliveryDuration),
     rejected: (reason: RejectionReason): void => rejectedBy[reason].inc(),
     attempt: (outcome: AttemptOutcome): void => attemptsBy[outcome].inc(),
     setBreakerState: (state: BreakerState): void => breakerState.set(state),
