@@ -14,6 +14,7 @@ import { join } from "node:path"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Scope from "effect/Scope"
 import { makeJob } from "../dist/domain/Batch.js"
 import { parseCollection } from "../dist/domain/Collection.js"
@@ -91,7 +92,9 @@ const layer = JobQueue.Default.pipe(
       config,
       Layer.succeed(Lifecycle, makeLifecycle())
     )
-  )
+  ),
+  // As the service runs it (layers/App.ts).
+  Layer.provide(RuntimeFlags.disableRuntimeMetrics)
 )
 const scope = Effect.runSync(Scope.make())
 const queue = Context.get(await Effect.runPromise(Layer.buildWithScope(layer, scope)), JobQueue)

@@ -94,6 +94,10 @@ const make = Effect.gen(function*() {
   const arrivals = yield* Effect.makeLatch(false)
   let wakeAtPayloads = Number.POSITIVE_INFINITY
   let wakeAtBytes = Number.POSITIVE_INFINITY
+  // When the waiting collector's batch is due (epoch millis), and open while one waits: the
+  // deadline fiber below opens `arrivals` then.
+  let dueAt = Number.POSITIVE_INFINITY
+  const waiting = yield* Effect.makeLatch(false)
   const holds: Array<WorkerHold> = []
 
   // Drain rate for Retry-After: payloads stored per second, smoothed over whole seconds.
@@ -218,7 +222,11 @@ const make = Effect.gen(function*() {
           return true
         })
         if (wait) {
-          yield* Effect.timeoutOption(arrivals.await, Duration.millis(closesAt - now))
+          dueAt = closesAt
+          waiting.unsafeOpen()
+          yield* arrivals.await
+          waiting.unsafeClose()
+          dueAt = Number.POSITIVE_INFINITY
           wakeAtPayloads = Number.POSITIVE_INFINITY
           wakeAtBytes = Number.POSITIVE_INFINITY
         }
@@ -334,7 +342,28 @@ const make = Effect.gen(function*() {
       yield* deliver(hold, key)
     }).pipe(Effect.forever)
 
+  /**
+   * Opens `arrivals` when the waiting collector's batch is due. One long-lived fiber instead of a
+   * timeout around each wait: `Effect.timeoutOption` forks two fibers and joins one per batch,
+   * which cost more than the rest of the collector's turn. A batch opens after the one before it,
+   * so a due time is never earlier than one the fiber is already sleeping towards; waking for a
+   * batch that has since closed costs one check.
+   */
+  const deadlines = Effect.gen(function*() {
+    while (true) {
+      yield* waiting.await
+      const now = yield* Clock.currentTimeMillis
+      if (now >= dueAt) {
+        waiting.unsafeClose()
+        arrivals.unsafeOpen()
+      } else {
+        yield* Effect.sleep(Duration.millis(dueAt - now))
+      }
+    }
+  })
+
   const fibers: Array<Fiber.RuntimeFiber<never>> = []
+  yield* Effect.forkScoped(Effect.interruptible(deadlines))
   for (let i = 0; i < config.maxWorkers; i++) {
     const hold: WorkerHold = { jobs: [], lines: 0, bytes: 0, key: undefined, full: false, encoded: undefined }
     holds.push(hold)

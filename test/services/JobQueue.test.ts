@@ -115,6 +115,32 @@ describe("JobQueue batching", () => {
       yield* close(0)
     }))
 
+  it.effect("keeps each batch's own wait when the batch before it closed early", () =>
+    Effect.gen(function*() {
+      const store = yield* makeMemoryStore
+      const dead = yield* makeMemoryDeadLetter
+      const { close, queue } = yield* buildQueue(
+        { maxWorkers: 1, batchMaxItems: 3, batchMaxWaitMs: 200 },
+        store.layer,
+        dead.layer
+      )
+      // The first batch opens at 0 and is due at 200, but fills at 50.
+      queue.offer(job(1))
+      yield* awaitSleepers(1)
+      yield* TestClock.adjust("50 millis")
+      queue.offer(job(2, 1))
+      assert.deepStrictEqual(ids(store.objects.get(yield* Queue.take(store.puts))!), [0, 1, 2])
+      // The second opens at 60: at 200 the deadline wakes for a batch that has closed, and
+      // the second's own wait ends at 260, not earlier.
+      yield* TestClock.adjust("10 millis")
+      queue.offer(job(1, 3))
+      yield* TestClock.adjust("199 millis")
+      assert.strictEqual(yield* Queue.size(store.puts), 0)
+      yield* TestClock.adjust("1 millis")
+      assert.deepStrictEqual(ids(store.objects.get(yield* Queue.take(store.puts))!), [3])
+      yield* close(0)
+    }))
+
   it.effect("closes a batch on bytes and carries the overflowing line to the next", () =>
     Effect.gen(function*() {
       const store = yield* makeMemoryStore
