@@ -105,8 +105,12 @@ export const makeSharedSync = <E>(sync: (dir: string) => Effect.Effect<void, E>,
       }
       waiting.set(dir, [])
       return Effect.exit(sync(dir)).pipe(
-        Effect.flatMap((exit) => Effect.forEach(callers, (caller) => Deferred.done(caller, exit), { discard: true })),
-        Effect.zipRight(runSyncs(dir))
+        Effect.flatMap((exit) =>
+          Effect.suspend(() => {
+            for (const caller of callers) Deferred.unsafeDone(caller, exit)
+            return runSyncs(dir)
+          })
+        )
       )
     })
 

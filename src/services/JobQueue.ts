@@ -290,8 +290,14 @@ const make = Effect.gen(function*() {
     Effect.suspend(() => {
       const count = hold.lines
       const body = bodies.encode(hold.jobs)
+      // Requests acknowledged in the same millisecond are delivered with the same delay: one
+      // entry, and one histogram update, for all of them.
       const acceptances: Array<number> = []
-      for (const job of hold.jobs) acceptances.push(job.acceptedAt, job.count)
+      for (const job of hold.jobs) {
+        const last = acceptances.length - 2
+        if (last >= 0 && acceptances[last] === job.acceptedAt) acceptances[last + 1] = acceptances[last + 1]! + job.count
+        else acceptances.push(job.acceptedAt, job.count)
+      }
       // From here the batch is its encoded body: the request bodies it was cut from can go.
       hold.jobs = []
       hold.encoded = body

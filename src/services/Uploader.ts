@@ -59,7 +59,7 @@ export const makeUploader = (
     })
 
   /** Waits until the breaker lets an attempt through; true when that attempt is the probe. */
-  const enter: Effect.Effect<boolean> = Effect.gen(function*() {
+  const enterOpen: Effect.Effect<boolean> = Effect.gen(function*() {
     while (true) {
       const decision = permit(breaker, yield* Clock.currentTimeMillis)
       if (decision._tag === "Attempt") {
@@ -69,6 +69,10 @@ export const makeUploader = (
       yield* Effect.sleep(Duration.millis(decision.millis))
     }
   })
+  // A closed breaker lets every attempt through unchanged: that path, taken once per batch, needs
+  // neither the clock nor a transition.
+  const notProbe = Effect.succeed(false)
+  const enter: Effect.Effect<boolean> = Effect.suspend(() => breaker.status === "closed" ? notProbe : enterOpen)
 
   const attempt = (key: string, body: Uint8Array) =>
     Effect.gen(function*() {
