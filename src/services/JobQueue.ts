@@ -71,7 +71,7 @@ const make = Effect.gen(function*() {
   const deadLetter = yield* DeadLetter
   const metrics = yield* Metrics
   const lifecycle = yield* Lifecycle
-  const uploader = makeUploader(store, metrics, config)
+  const uploader = yield* makeUploader(store, metrics, config)
 
   // A job holds at least one payload, so `maxQueue` slots are never all taken: admission bounds
   // the payloads before it offers.

@@ -28,13 +28,13 @@ const countLines = (bytes: Uint8Array): number => {
   return n
 }
 
-export const replayDeadLetters = Effect.gen(function*() {
+export const replayDeadLetters = Effect.scoped(Effect.gen(function*() {
   const config = yield* AppConfig
   const store = yield* ObjectStore
   const metrics = yield* Metrics
   const fs = yield* FileSystem.FileSystem
   const path = yield* Path.Path
-  const { upload } = makeUploader(store, metrics, config)
+  const { upload } = yield* makeUploader(store, metrics, config)
   const directory = path.join(config.dataDir, "dead-letter")
 
   const names = (yield* fs.readDirectory(directory).pipe(Effect.orElseSucceed(() => []))).sort()
@@ -75,4 +75,4 @@ export const replayDeadLetters = Effect.gen(function*() {
   const summary: ReplaySummary = { files: names.length, replayed, failed, skipped, payloads }
   yield* Effect.logInfo("replay finished").pipe(Effect.annotateLogs({ ...summary }))
   return summary
-})
+}))

@@ -2,6 +2,7 @@
  * The store-independent upload policy around `ObjectStore.put` (DESIGN §2): a deadline per
  * attempt that interrupts the store (and so aborts its socket), retries of retryable failures
  * with full-jitter backoff, the circuit breaker shared by every worker, and the attempt metrics.
+ * The deadlines are kept by one fiber in the caller's scope (Deadlines).
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -19,7 +20,9 @@ import {
   onSuccess,
   permit
 } from "../domain/Breaker.js"
+import type * as Scope from "effect/Scope"
 import type { Settings } from "./AppConfig.js"
+import { type Deadlines, makeDeadlines } from "./Deadlines.js"
 import type { Metrics } from "./Metrics.js"
 import { type ObjectStoreShape, StoreError } from "./ObjectStore.js"
 
@@ -35,8 +38,15 @@ export const makeUploader = (
   store: ObjectStoreShape,
   metrics: Metrics,
   settings: Pick<Settings, "uploadTimeoutMs" | "uploadRetries" | "breakerFailures" | "breakerCooldownMs">
+): Effect.Effect<Uploader, never, Scope.Scope> =>
+  Effect.map(makeDeadlines(settings.uploadTimeoutMs), (deadlines) => uploaderWith(store, metrics, settings, deadlines))
+
+const uploaderWith = (
+  store: ObjectStoreShape,
+  metrics: Metrics,
+  settings: Pick<Settings, "uploadTimeoutMs" | "uploadRetries" | "breakerFailures" | "breakerCooldownMs">,
+  deadlines: Deadlines
 ): Uploader => {
-  const deadline = Duration.millis(settings.uploadTimeoutMs)
   const breakerSettings: BreakerSettings = {
     failures: settings.breakerFailures,
     cooldownMillis: settings.breakerCooldownMs
@@ -77,7 +87,7 @@ export const makeUploader = (
   const attempt = (key: string, body: Uint8Array) =>
     Effect.gen(function*() {
       const started = yield* Clock.currentTimeMillis
-      const result = yield* store.put(key, body).pipe(Effect.timeoutOption(deadline), Effect.either)
+      const result = yield* Effect.either(deadlines.within(store.put(key, body)))
       const elapsed = (yield* Clock.currentTimeMillis) - started
       metrics.uploadDuration.observe(elapsed / 1000)
       if (result._tag === "Left") {

@@ -193,7 +193,7 @@ describe("S3ObjectStore against a loopback S3 that never answers", () => {
       const hanging = yield* hangingServer
       const store = yield* makeS3ObjectStore(settings({ s3Endpoint: hanging.endpoint }))
       const metrics = yield* Effect.provide(Metrics, Metrics.Default)
-      const { upload } = makeUploader(store, metrics, {
+      const { upload } = yield* makeUploader(store, metrics, {
         uploadTimeoutMs: 300,
         uploadRetries: 0,
         breakerFailures: 5,

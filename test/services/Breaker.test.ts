@@ -16,7 +16,7 @@ const uploaderOver = (steps: ReadonlyArray<Step>, settings: { breakerFailures: n
   Effect.gen(function*() {
     const store = yield* makeScriptedStore(steps)
     const metrics = yield* Effect.provide(Metrics, Metrics.Default)
-    const uploader = makeUploader(yield* Effect.provide(ObjectStore, store.layer), metrics, {
+    const uploader = yield* makeUploader(yield* Effect.provide(ObjectStore, store.layer), metrics, {
       uploadTimeoutMs: 10_000,
       breakerCooldownMs: 1_000,
       ...settings
@@ -25,7 +25,7 @@ const uploaderOver = (steps: ReadonlyArray<Step>, settings: { breakerFailures: n
   })
 
 describe("store circuit breaker", () => {
-  it.effect("opens after BREAKER_FAILURES consecutive failures, probes after a doubling cooldown, closes", () =>
+  it.scoped("opens after BREAKER_FAILURES consecutive failures, probes after a doubling cooldown, closes", () =>
     Effect.gen(function*() {
       const { metrics, storeDown, store, upload } = yield* uploaderOver(
         [retryable(), retryable(), retryable(), retryable(), "ok"],
@@ -44,7 +44,7 @@ describe("store circuit breaker", () => {
       assert.strictEqual(yield* sample(metrics, "s3ingest_store_breaker_state"), 0)
     }))
 
-  it.effect("holds a batch through an outage longer than its retry budget instead of failing it", () =>
+  it.scoped("holds a batch through an outage longer than its retry budget instead of failing it", () =>
     Effect.gen(function*() {
       const steps: Array<Step> = [...Array.from({ length: 12 }, () => retryable()), "ok"]
       const { store, upload } = yield* uploaderOver(steps, { breakerFailures: 2, uploadRetries: 2 })
@@ -57,7 +57,7 @@ describe("store circuit breaker", () => {
       assert.strictEqual(Math.max(...gaps), 30_000)
     }))
 
-  it.effect("opens at once on a permanent error; other batches wait for the probe", () =>
+  it.scoped("opens at once on a permanent error; other batches wait for the probe", () =>
     Effect.gen(function*() {
       const { storeDown, store, upload } = yield* uploaderOver([permanent(), "ok"], {
         breakerFailures: 5,
@@ -75,7 +75,7 @@ describe("store circuit breaker", () => {
       assert.isFalse(storeDown())
     }))
 
-  it.effect("while open, intake sheds above SHED_HIGH_WATER and accepts below it", () =>
+  it.scoped("while open, intake sheds above SHED_HIGH_WATER and accepts below it", () =>
     Effect.gen(function*() {
       const store = yield* makeScriptedStore([permanent(), retryable()])
       const dead = yield* makeMemoryDeadLetter

@@ -24,7 +24,7 @@ const runScripted = (steps: ReadonlyArray<Step>, retries: number, jitter: number
     const store = yield* makeScriptedStore(steps)
     const metrics = yield* Effect.provide(Metrics, Metrics.Default)
     const storeShape = yield* Effect.provide(ObjectStore, store.layer)
-    const { upload } = makeUploader(storeShape, metrics, { ...NO_BREAKER, uploadTimeoutMs: 10_000, uploadRetries: retries })
+    const { upload } = yield* makeUploader(storeShape, metrics, { ...NO_BREAKER, uploadTimeoutMs: 10_000, uploadRetries: retries })
     const fiber = yield* Effect.fork(Effect.withRandom(upload("k", body), Random.fixed([jitter])))
     yield* TestClock.adjust("10 minutes")
     const exit = yield* Fiber.await(fiber)
@@ -37,7 +37,7 @@ const hangingUpload = (uploadRetries: number) =>
   Effect.gen(function*() {
     const store = yield* makeHangingStore
     const metrics = yield* Effect.provide(Metrics, Metrics.Default)
-    const { upload } = makeUploader(yield* Effect.provide(ObjectStore, store.layer), metrics, {
+    const { upload } = yield* makeUploader(yield* Effect.provide(ObjectStore, store.layer), metrics, {
       ...NO_BREAKER,
       uploadTimeoutMs: 10_000,
       uploadRetries
@@ -46,7 +46,7 @@ const hangingUpload = (uploadRetries: number) =>
   })
 
 describe("Uploader", () => {
-  it.effect("interrupts an attempt at UPLOAD_TIMEOUT_MS and fires its AbortSignal", () =>
+  it.scoped("interrupts an attempt at UPLOAD_TIMEOUT_MS and fires its AbortSignal", () =>
     Effect.gen(function*() {
       const { metrics, store, upload } = yield* hangingUpload(0)
       const fiber = yield* Effect.fork(upload("key-1", body))
@@ -66,7 +66,7 @@ describe("Uploader", () => {
       assert.strictEqual(yield* sample(metrics, "s3ingest_upload_attempts_total", { outcome: "timeout" }), 1)
     }))
 
-  it.effect("interrupting an upload aborts the store's request", () =>
+  it.scoped("interrupting an upload aborts the store's request", () =>
     Effect.gen(function*() {
       const { store, upload } = yield* hangingUpload(5)
       const fiber = yield* Effect.fork(upload("key-2", body))
@@ -75,7 +75,7 @@ describe("Uploader", () => {
       assert.strictEqual(yield* Deferred.await(store.aborted), "key-2")
     }))
 
-  it.effect("retries retryable failures with full-jitter exponential backoff, then succeeds", () =>
+  it.scoped("retries retryable failures with full-jitter exponential backoff, then succeeds", () =>
     Effect.gen(function*() {
       const { attempts, exit, gaps, metrics } = yield* runScripted(
         [retryable(), retryable(), retryable(), "ok"],
@@ -90,7 +90,7 @@ describe("Uploader", () => {
       assert.strictEqual(yield* sample(metrics, "s3ingest_upload_attempts_total", { outcome: "ok" }), 1)
     }))
 
-  it.effect("stops after UPLOAD_RETRIES retries; each wait stays under its ceiling, capped at 5 s", () =>
+  it.scoped("stops after UPLOAD_RETRIES retries; each wait stays under its ceiling, capped at 5 s", () =>
     Effect.gen(function*() {
       const { attempts, exit, gaps } = yield* runScripted([retryable()], 8, 0.999)
       assert.isTrue(Exit.isFailure(exit))
@@ -100,7 +100,7 @@ describe("Uploader", () => {
       assert.deepStrictEqual(gaps, ceilings.map((c) => Math.floor(0.999 * c)))
     }))
 
-  it.effect("does not retry a permanent error", () =>
+  it.scoped("does not retry a permanent error", () =>
     Effect.gen(function*() {
       const { attempts, exit } = yield* runScripted([permanent(), "ok"], 5, 0.5)
       assert.isTrue(Exit.isFailure(exit))
