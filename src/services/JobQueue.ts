@@ -126,6 +126,7 @@ const make = Effect.gen(function*() {
   const queuedPayloads = () => queued
 
   metrics.setQueueProbe({
+    acceptedPayloads: () => accepted,
     queuedPayloads,
     queuedBytes: () => queuedBytes,
     inFlightPayloads: () => inFlight
@@ -153,7 +154,6 @@ const make = Effect.gen(function*() {
     queuedJobs++
     queuedBytes += bytes
     accepted += count
-    metrics.payloadsAccepted.inc(count)
     idle.unsafeClose()
     if (queuedPayloads() >= wakeAtPayloads || queuedBytes >= wakeAtBytes) arrivals.unsafeOpen()
     return "admitted"

@@ -1,7 +1,7 @@
 /**
  * The one Prometheus registry (DESIGN §8), with prom-client's default process metrics.
- * Hot-path updates are plain synchronous calls; queue gauges are read at scrape time from a
- * probe the JobQueue installs, so admission does not pay for them.
+ * Updates are plain synchronous calls; the accepted-payloads counter and the queue gauges are read
+ * at scrape time from a probe the JobQueue installs, so admission does not pay for them.
  */
 import * as Effect from "effect/Effect"
 import * as Prometheus from "prom-client"
@@ -9,6 +9,8 @@ import { type RejectionReason, rejectionReasons } from "../domain/Rejection.js"
 import { repeatedObservation } from "./RepeatedObservation.js"
 
 export interface QueueProbe {
+  /** Payloads answered with 202 since start. */
+  readonly acceptedPayloads: () => number
   readonly queuedPayloads: () => number
   readonly queuedBytes: () => number
   readonly inFlightPayloads: () => number
@@ -74,6 +76,19 @@ const make = () => {
     registers
   })
 
+  // Read from the queue at scrape time, like the gauges below: admission, once per request,
+  // then makes no prom-client call.
+  let acceptedReported = 0
+  new Prometheus.Counter({
+    name: "s3ingest_payloads_accepted_total",
+    help: "Payloads answered with 202",
+    registers,
+    collect() {
+      const total = probe === undefined ? 0 : probe.acceptedPayloads()
+      this.inc(total - acceptedReported)
+      acceptedReported = total
+    }
+  })
   probeGauge("s3ingest_queue_payloads", "Payloads waiting in the queue", (p) => p.queuedPayloads())
   probeGauge("s3ingest_queue_bytes", "Encoded bytes waiting in the queue", (p) => p.queuedBytes())
   probeGauge("s3ingest_payloads_in_flight", "Payloads taken by workers, not yet stored or dead-lettered", (p) =>
@@ -81,7 +96,6 @@ const make = () => {
 
   return {
     registry,
-    payloadsAccepted: counter("s3ingest_payloads_accepted_total", "Payloads answered with 202"),
     payloadsStored: counter("s3ingest_payloads_stored_total", "Payloads inside objects the store confirmed"),
     payloadsDeadLettered: counter("s3ingest_payloads_dead_lettered_total", "Payloads written to dead-letter"),
     payloadsLost: counter(

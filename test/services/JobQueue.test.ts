@@ -59,6 +59,23 @@ describe("JobQueue admission", () => {
       assert.deepStrictEqual([...store.objects.values()].flatMap(ids).sort(), [0, 1, 2, 5])
     }))
 
+  it.effect("reports accepted payloads to Prometheus at scrape time, counting each once", () =>
+    Effect.gen(function*() {
+      const store = yield* makeMemoryStore
+      const dead = yield* makeMemoryDeadLetter
+      const { close, metrics, queue } = yield* buildQueue({ maxQueue: 10, maxWorkers: 1 }, store.layer, dead.layer)
+      const accepted = (text: string) => Number(/^s3ingest_payloads_accepted_total (\d+)$/m.exec(text)?.[1])
+      assert.strictEqual(accepted(yield* metrics.render), 0)
+      queue.offer(job(3))
+      queue.offer(job(20, 3)) // refused: not counted
+      queue.offer(job(2, 23))
+      assert.strictEqual(accepted(yield* metrics.render), 5)
+      assert.strictEqual(accepted(yield* metrics.render), 5, "a second scrape adds nothing")
+      queue.offer(job(1, 25))
+      assert.strictEqual(accepted(yield* metrics.render), 6)
+      yield* close(1_000)
+    }))
+
   it.effect("refuses once intake is closed", () =>
     Effect.gen(function*() {
       const store = yield* makeMemoryStore
