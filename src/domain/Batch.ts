@@ -59,8 +59,8 @@ export const makeJob = (body: Buffer, collection: Collection, acceptedAt: number
       }
     }
   }
-  // An exact-size copy of the spans: the validator's array grew by `push` and has room for at least
-  // 17 numbers, which a queued job would keep (and V8 promote) for as long as it waits.
+  // An exact-size copy of the spans: the validator's array grew by `push`, so V8 gave it room for
+  // half as many numbers again plus 16, which a queued job would keep (and V8 promote) as it waits.
   const job: Job = { body, spans: spans.slice(), first: 0, count, bytes: rangeBytes(spans, 0, count), acceptedAt }
   return body.buffer.byteLength > 2 * job.bytes + SLACK_BYTES ? compacted(job) : job
 }

@@ -94,8 +94,8 @@ const make = Effect.gen(function*() {
   const arrivals = yield* Effect.makeLatch(false)
   let wakeAtPayloads = Number.POSITIVE_INFINITY
   let wakeAtBytes = Number.POSITIVE_INFINITY
-  // When the waiting collector's batch is due (epoch millis), and open while one waits: the
-  // deadline fiber below opens `arrivals` then.
+  // When the waiting collector's batch is due (epoch millis), and open while one waits:
+  // `closeDueBatches` opens `arrivals` then.
   let dueAt = Number.POSITIVE_INFINITY
   const waiting = yield* Effect.makeLatch(false)
   const holds: Array<WorkerHold> = []
@@ -355,7 +355,7 @@ const make = Effect.gen(function*() {
    * so a due time is never earlier than one the fiber is already sleeping towards; waking for a
    * batch that has since closed costs one check.
    */
-  const deadlines = Effect.gen(function*() {
+  const closeDueBatches = Effect.gen(function*() {
     while (true) {
       yield* waiting.await
       const now = yield* Clock.currentTimeMillis
@@ -369,7 +369,7 @@ const make = Effect.gen(function*() {
   })
 
   const fibers: Array<Fiber.RuntimeFiber<never>> = []
-  yield* Effect.forkScoped(Effect.interruptible(deadlines))
+  yield* Effect.forkScoped(Effect.interruptible(closeDueBatches))
   for (let i = 0; i < config.maxWorkers; i++) {
     const hold: WorkerHold = { jobs: [], lines: 0, bytes: 0, key: undefined, full: false, encoded: undefined }
     holds.push(hold)

@@ -10,6 +10,7 @@ import * as Exit from "effect/Exit"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
+import type * as Scope from "effect/Scope"
 import { backoffMillis } from "../domain/Backoff.js"
 import {
   breakerGauge,
@@ -20,7 +21,6 @@ import {
   onSuccess,
   permit
 } from "../domain/Breaker.js"
-import type * as Scope from "effect/Scope"
 import type { Settings } from "./AppConfig.js"
 import { type Deadlines, makeDeadlines } from "./Deadlines.js"
 import type { Metrics } from "./Metrics.js"
@@ -34,17 +34,19 @@ export interface Uploader {
   readonly storeDown: () => boolean
 }
 
+type UploaderSettings = Pick<Settings, "uploadTimeoutMs" | "uploadRetries" | "breakerFailures" | "breakerCooldownMs">
+
 export const makeUploader = (
   store: ObjectStoreShape,
   metrics: Metrics,
-  settings: Pick<Settings, "uploadTimeoutMs" | "uploadRetries" | "breakerFailures" | "breakerCooldownMs">
+  settings: UploaderSettings
 ): Effect.Effect<Uploader, never, Scope.Scope> =>
   Effect.map(makeDeadlines(settings.uploadTimeoutMs), (deadlines) => uploaderWith(store, metrics, settings, deadlines))
 
 const uploaderWith = (
   store: ObjectStoreShape,
   metrics: Metrics,
-  settings: Pick<Settings, "uploadTimeoutMs" | "uploadRetries" | "breakerFailures" | "breakerCooldownMs">,
+  settings: UploaderSettings,
   deadlines: Deadlines
 ): Uploader => {
   const breakerSettings: BreakerSettings = {
