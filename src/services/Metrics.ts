@@ -117,6 +117,8 @@ const make = () => {
     /** Installed by the JobQueue; read at scrape time. */
     setQueueProbe: (next: QueueProbe): void => {
       probe = next
+      // A new queue counts from zero; the counter goes on from what it has reported.
+      acceptedReported = 0
     },
     /** Prometheus text exposition. */
     render: Effect.promise(() => registry.metrics()),
