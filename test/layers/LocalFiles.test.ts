@@ -91,9 +91,7 @@ describe("LocalFiles", () => {
         yield* started(1)
         const second = yield* Effect.fork(syncAfterRename("hour"))
         yield* Deferred.fail(rounds[0]!.end, "EIO")
-        // Compared field by field: Effect values do not compare reliably with deepStrictEqual here.
-        const failed = yield* Fiber.await(first)
-        assert.isTrue(Exit.isFailure(failed) && failed.cause._tag === "Fail" && failed.cause.error === "EIO")
+        assert.deepStrictEqual(yield* Fiber.await(first), Exit.fail("EIO"))
 
         yield* started(2)
         yield* finish(1)
