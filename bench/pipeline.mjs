@@ -3,7 +3,7 @@
 // The JobQueue layer (dist/services/JobQueue.js) over a store whose put writes nothing and
 // answers on the next turn of the event loop, as a real store answers asynchronously, or with
 // STORE=local over the embedded store writing durably under a temp dir (TMPDIR: put it on a tmpfs
-// to leave the disk out); jobs made from PAYLOADS-payload bodies (default 10) of about 1 KiB each
+// to leave the disk out); collections of PAYLOADS-payload bodies (default 10) of about 1 KiB each
 // are offered at RATE jobs a second (default 5,000, about what the intake suite's 10-payload runs
 // admit), 64 per timer turn like the kit's 64 connections. The same feed without the queue is
 // measured first and subtracted. Pin it to one core (`taskset -c 0 npm run bench:pipeline`) to
@@ -16,8 +16,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Scope from "effect/Scope"
-import { makeJob } from "../dist/domain/Batch.js"
 import { parseCollection } from "../dist/domain/Collection.js"
+import { makeArrival } from "../dist/domain/Slabs.js"
 import { LocalObjectStoreLive } from "../dist/layers/LocalObjectStore.js"
 import { testLayer } from "../dist/services/AppConfig.js"
 import { JobQueue } from "../dist/services/JobQueue.js"
@@ -37,7 +37,7 @@ const body = collection(PAYLOADS)
 const parsed = parseCollection(body, 64)
 if (parsed._tag !== "Collection") throw new Error("the bench body does not validate")
 
-/** Makes RATE jobs a second (each from its own copy of the body, as the edge gets one per request) and hands them to `take`. */
+/** Makes RATE arrivals a second (each from its own copy of the body, as the edge gets one per request) and hands them to `take`. */
 const feed = (take) => {
   let made = 0
   let stopped = false
@@ -45,7 +45,7 @@ const feed = (take) => {
   const turn = () => {
     if (stopped) return
     const due = Math.floor(((Date.now() - started) * RATE) / 1000)
-    for (let i = 0; i < 64 && made < due; i++, made++) take(makeJob(Buffer.from(body), parsed.collection, Date.now()))
+    for (let i = 0; i < 64 && made < due; i++, made++) take(makeArrival(Buffer.from(body), parsed.collection, Date.now()))
     setTimeout(turn, 1)
   }
   turn()

@@ -1,93 +1,53 @@
 /**
- * Jobs and batches. A job is what one request added to the queue: its payloads' NDJSON lines,
- * held as byte ranges of the request body. A batch is the unit of upload: the jobs (or parts of
- * jobs) one worker took, encoded as one object.
+ * Jobs and batches. A job is what one request added to the queue: its payloads' NDJSON lines, each
+ * ending in "\n", one after another in a slab of queue memory (domain/Slabs). A batch is the unit
+ * of upload: the jobs (or parts of jobs) one worker took, encoded as one object.
  *
  * One job per request rather than one per payload: admission offers one queue entry, a worker
  * takes one, and no per-payload object is allocated between the request and the batch's copy.
  */
-import type { Collection } from "./Collection.js"
+
+/** Memory queued lines are written to. Its books are kept by `domain/Slabs`. */
+export interface Slab {
+  readonly memory: Buffer
+  /** Bytes written from the start of `memory`. */
+  used: number
+  /** Bytes of lines written and not yet released. */
+  pending: number
+}
 
 export interface Job {
-  /** The request body; the job owns it. */
-  readonly body: Buffer
-  /** [start, end) of every line of the collection in `body`, two numbers per line. */
-  readonly spans: ReadonlyArray<number>
-  /** The job's lines are `first` … `first + count - 1`: a split job shares its body and spans. */
-  readonly first: number
-  readonly count: number
+  /** Holds the job's lines at [start, start + bytes). */
+  readonly slab: Slab
+  readonly start: number
   /** What the job adds to an object and to the queue's byte bound: its lines and a "\n" each. */
   readonly bytes: number
+  readonly count: number
   /** When the request was acknowledged. */
   readonly acceptedAt: number
 }
 
 const LF = 0x0a
-const CR = 0x0d
-const SPACE = 0x20
-
-const lineBytes = (spans: ReadonlyArray<number>, line: number): number => spans[2 * line + 1]! - spans[2 * line]! + 1
-
-const rangeBytes = (spans: ReadonlyArray<number>, first: number, count: number): number => {
-  let bytes = 0
-  for (let k = first; k < first + count; k++) bytes += lineBytes(spans, k)
-  return bytes
-}
 
 /**
- * Memory a job may hold beyond twice its lines' bytes before they are copied out of its body: a
- * collection's envelope (`version`, `token`, brackets) fits in it.
+ * Where the first `count` lines of `job` end. A line holds no raw line break (domain/Slabs blanks
+ * them), so its "\n" is the first one after its start.
  */
-const SLACK_BYTES = 256
-
-/**
- * The job of a validated collection. Takes ownership of `body`: the raw line breaks of elements
- * written over several lines are blanked in place (outside strings, where alone they can be, they
- * are whitespace), so every line is the element's own bytes and one NDJSON line.
- *
- * The queue bounds the bytes of the lines, so a job whose body holds much more than its lines
- * (other top-level fields, padding, a buffer shared with other data) has them copied out into a
- * buffer of their own: what the queue holds stays within about twice what it counts.
- */
-export const makeJob = (body: Buffer, collection: Collection, acceptedAt: number): Job => {
-  const spans = collection.spans
-  const count = spans.length / 2
-  if (collection.multiline) {
-    for (let k = 0; k < count; k++) {
-      for (let at = spans[2 * k]!; at < spans[2 * k + 1]!; at++) {
-        if (body[at] === LF || body[at] === CR) body[at] = SPACE
-      }
-    }
-  }
-  // An exact-size copy of the spans: the validator's array grew by `push`, so V8 gave it room for
-  // half as many numbers again plus 16, which a queued job would keep (and V8 promote) as it waits.
-  const job: Job = { body, spans: spans.slice(), first: 0, count, bytes: rangeBytes(spans, 0, count), acceptedAt }
-  return body.buffer.byteLength > 2 * job.bytes + SLACK_BYTES ? compacted(job) : job
+const linesEnd = (job: Job, count: number): number => {
+  const memory = job.slab.memory
+  let at = job.start
+  for (let k = 0; k < count; k++) at = memory.indexOf(LF, at) + 1
+  return at
 }
 
-/** The job with its lines copied, newline-separated, into a buffer of exactly their size. */
-const compacted = (job: Job): Job => {
-  const body = Buffer.allocUnsafeSlow(job.bytes)
-  encodeInto(body, [job])
-  const spans = new Array<number>(2 * job.count)
-  let at = 0
-  for (let k = 0; k < job.count; k++) {
-    const length = lineBytes(job.spans, job.first + k) - 1
-    spans[2 * k] = at
-    spans[2 * k + 1] = at + length
-    at += length + 1
-  }
-  return { ...job, body, spans, first: 0 }
-}
+const cut = (job: Job, count: number, headBytes: number): readonly [Job, Job] => [
+  { ...job, count, bytes: headBytes },
+  { ...job, start: job.start + headBytes, count: job.count - count, bytes: job.bytes - headBytes }
+]
 
 /** The first `count` lines of `job` and the rest; `0 < count < job.count`. */
-export const splitJob = (job: Job, count: number): readonly [Job, Job] => {
-  const headBytes = rangeBytes(job.spans, job.first, count)
-  return [
-    { ...job, count, bytes: headBytes },
-    { ...job, first: job.first + count, count: job.count - count, bytes: job.bytes - headBytes }
-  ]
-}
+export const splitJob = (job: Job, count: number): readonly [Job, Job] =>
+  cut(job, count, linesEnd(job, count) - job.start)
 
 /** A batch being filled. */
 export interface OpenBatch {
@@ -105,24 +65,30 @@ export const emptyBatch = (): OpenBatch => ({ jobs: [], lines: 0, bytes: 0 })
 export const addToBatch = (batch: OpenBatch, job: Job, maxLines: number, maxBytes: number): Job | undefined => {
   const roomLines = maxLines - batch.lines
   const roomBytes = maxBytes - batch.bytes
-  let fit = job.count
-  if (job.count > roomLines || job.bytes > roomBytes) {
-    const limit = Math.min(job.count, roomLines)
-    let bytes = 0
-    fit = 0
-    while (fit < limit) {
-      bytes += lineBytes(job.spans, job.first + fit)
-      if (bytes > roomBytes) break
-      fit++
-    }
-    if (batch.lines === 0) fit = Math.max(1, fit)
+  if (job.count <= roomLines && job.bytes <= roomBytes) {
+    take(batch, job)
+    return undefined
+  }
+  const memory = job.slab.memory
+  const limit = Math.min(job.count, roomLines)
+  let fit = 0
+  let end = job.start
+  while (fit < limit) {
+    const next = memory.indexOf(LF, end) + 1
+    if (next - job.start > roomBytes) break
+    end = next
+    fit++
+  }
+  if (fit === 0 && batch.lines === 0) {
+    fit = 1
+    end = memory.indexOf(LF, job.start) + 1
   }
   if (fit === 0) return job
   if (fit === job.count) {
     take(batch, job)
     return undefined
   }
-  const [head, rest] = splitJob(job, fit)
+  const [head, rest] = cut(job, fit, end - job.start)
   take(batch, head)
   return rest
 }
@@ -194,26 +160,17 @@ export const makeBodyBuffers = (size: number, keep: number): BodyBuffers => {
   }
 }
 
-/** Writes the jobs' lines, each ending in "\n", at the start of `out`. */
+/** Writes the jobs' lines at the start of `out`. */
 const encodeInto = (out: Buffer, jobs: ReadonlyArray<Job>): void => {
   let offset = 0
-  for (let i = 0; i < jobs.length; i++) {
-    const { body, count, first, spans } = jobs[i]!
-    const end = first + count
-    let k = first
-    while (k < end) {
-      // Lines one byte apart (compact JSON's commas) are copied as one run, their separators
-      // then overwritten with line ends: one copy per request instead of one per payload.
-      let last = k
-      while (last + 1 < end && spans[2 * last + 2] === spans[2 * last + 1]! + 1) last++
-      const start = spans[2 * k]!
-      const stop = spans[2 * last + 1]!
-      body.copy(out, offset, start, stop)
-      for (let m = k; m < last; m++) out[offset + spans[2 * m + 1]! - start] = LF
-      offset += stop - start
-      out[offset++] = LF
-      k = last + 1
-    }
+  let i = 0
+  while (i < jobs.length) {
+    const { slab, start } = jobs[i]!
+    let end = start + jobs[i]!.bytes
+    // Jobs written one after another to the same slab are copied as one run: a one-payload
+    // flood makes a batch of a thousand jobs and a handful of copies.
+    for (i++; i < jobs.length && jobs[i]!.slab === slab && jobs[i]!.start === end; i++) end += jobs[i]!.bytes
+    offset += slab.memory.copy(out, offset, start, end)
   }
 }
 

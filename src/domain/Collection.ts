@@ -6,7 +6,7 @@
  * but `version`, `token` and the top-level keys, and no object graph is built: each payload's
  * NDJSON line is the element's own bytes, which parse to the same value as the payload sent, keep
  * `__proto__` keys, number spellings and escaped lone surrogates as sent, and cost neither
- * `JSON.parse` nor re-serialisation (see `Batch.makeJob`).
+ * `JSON.parse` nor re-serialisation (see `domain/Slabs`).
  */
 import { isUtf8 } from "node:buffer"
 

@@ -72,12 +72,8 @@ const bearerToken = (header: string): string | undefined => {
   return match === null ? undefined : match[1]
 }
 
-/**
- * The body as one buffer the queue may keep (a queued job holds its payloads as ranges of it,
- * and copies them out when the buffer's memory is much larger: `makeJob`). Node's HTTP parser
- * hands each body chunk over in memory of its own, so a lone chunk is kept as it is.
- */
-const ownedBody = (chunks: ReadonlyArray<Buffer>, size: number): Buffer =>
+/** The body as one buffer; the queue copies the lines it keeps, so a lone chunk is used as it is. */
+const wholeBody = (chunks: ReadonlyArray<Buffer>, size: number): Buffer =>
   chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)
 
 const IDLE_SINCE = Symbol("idleSince")
@@ -184,7 +180,7 @@ const make = Effect.gen(function*() {
     req.on("end", () => {
       if (done) return
       done = true
-      admitBody(res, ownedBody(chunks, size), encoding)
+      admitBody(res, wholeBody(chunks, size), encoding)
     })
     req.on("error", () => {
       done = true

@@ -5,9 +5,9 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as Effect from "effect/Effect"
-import { makeJob } from "../domain/Batch.js"
 import { parseCollection } from "../domain/Collection.js"
 import type { Rejection } from "../domain/Rejection.js"
+import { makeArrival } from "../domain/Slabs.js"
 import { AppConfig } from "./AppConfig.js"
 import { JobQueue } from "./JobQueue.js"
 
@@ -40,7 +40,7 @@ const make = Effect.gen(function*() {
   const queue = yield* JobQueue
   const tokenAllowed = makeTokenCheck(config.ingestTokens)
 
-  /** Admits the collection in `body`, which it takes ownership of (see `makeJob`). */
+  /** Admits the collection in `body`; the queue copies what it keeps, so the body is not held. */
   const admit = (body: Buffer, now: number): AdmitResult => {
     const parsed = parseCollection(body, config.maxJsonDepth)
     if (parsed._tag === "Invalid") return rejected(parsed.error)
@@ -50,7 +50,7 @@ const make = Effect.gen(function*() {
     if (count > config.maxPayloadsPerRequest) {
       return rejected({ reason: "too_many_payloads", message: `more than ${config.maxPayloadsPerRequest} payloads` })
     }
-    switch (queue.offer(makeJob(body, collection, now))) {
+    switch (queue.offer(makeArrival(body, collection, now))) {
       case "admitted":
         return { _tag: "Accepted", count }
       case "too_large":

@@ -1,9 +1,9 @@
 /**
  * The bounded job queue and its workers (DESIGN §2, §3).
  *
- * A job is one request's payloads, already validated as NDJSON lines (domain/Batch). Admission is
- * synchronous and all-or-nothing: capacity (payloads and bytes) is checked and the job offered in
- * one JS turn, so no fiber can interleave. `MAX_WORKERS` fibers, forked in this layer's scope, each
+ * A job is one request's payloads, already validated, as NDJSON lines in the queue's slabs
+ * (domain/Batch, domain/Slabs). Admission is synchronous and all-or-nothing: capacity (payloads and
+ * bytes) is checked and the lines copied and offered in one JS turn, so no fiber can interleave. `MAX_WORKERS` fibers, forked in this layer's scope, each
  * build their own batch (closed on items, bytes or wait), key it once, and hand it to the
  * Uploader; a batch that cannot be stored is dead-lettered under its key.
  *
@@ -29,6 +29,7 @@ import {
   payloadCount
 } from "../domain/Batch.js"
 import { objectKey } from "../domain/Keys.js"
+import { type Arrival, makeSlabs } from "../domain/Slabs.js"
 import { AppConfig } from "./AppConfig.js"
 import { beginShutdown, Lifecycle } from "./Lifecycle.js"
 import { Metrics } from "./Metrics.js"
@@ -62,6 +63,13 @@ interface WorkerHold extends OpenBatch {
  */
 const BODY_BUFFER_BYTES = 2 * 1024 * 1024
 
+/**
+ * Size of the slabs queued lines are copied into, and how many empty ones are kept: under a steady
+ * flood a few cycle; a queue filled to its bound holds `MAX_QUEUE_BYTES` of them while it lasts.
+ */
+const SLAB_BYTES = 1024 * 1024
+const IDLE_SLABS = 4
+
 /** Time kept back from the shutdown budget for closing the listener and dead-lettering. */
 export const SHUTDOWN_RESERVE_MILLIS = 2_000
 
@@ -78,6 +86,7 @@ const make = Effect.gen(function*() {
   const queue = yield* Queue.make(new RingBuffer<Job>(config.maxQueue), Queue.backPressureStrategy())
   // One buffer per worker at most: a batch's body is in one until the batch is settled.
   const bodies = makeBodyBuffers(Math.min(config.batchMaxBytes, BODY_BUFFER_BYTES), config.maxWorkers)
+  const slabs = makeSlabs(Math.min(config.maxQueueBytes, SLAB_BYTES), IDLE_SLABS)
   const instance = randomBytes(4).toString("hex")
   let sequence = 0
 
@@ -138,9 +147,9 @@ const make = Effect.gen(function*() {
   }
 
   /** All-or-nothing admission of one collection's payloads. Synchronous: call it in one JS turn. */
-  const offer = (job: Job): Admission => {
+  const offer = (arrival: Arrival): Admission => {
     if (!lifecycle.intakeOpen) return "closed"
-    const { bytes, count } = job
+    const { bytes, count } = arrival
     if (count > config.maxQueue || bytes > config.maxQueueBytes) return "too_large"
     if (queuedPayloads() + count > config.maxQueue || queuedBytes + bytes > config.maxQueueBytes) return "full"
     // While the store is down, keep the head-room above the high-water mark for when it returns.
@@ -149,7 +158,7 @@ const make = Effect.gen(function*() {
       (queuedPayloads() + count > config.maxQueue * config.shedHighWater ||
         queuedBytes + bytes > config.maxQueueBytes * config.shedHighWater)
     ) return "shedding"
-    queue.unsafeOffer(job)
+    queue.unsafeOffer(slabs.write(arrival))
     queued += count
     queuedJobs++
     queuedBytes += bytes
@@ -290,6 +299,7 @@ const make = Effect.gen(function*() {
     Effect.suspend(() => {
       const count = hold.lines
       const body = bodies.encode(hold.jobs)
+      slabs.release(hold.jobs)
       // Requests acknowledged in the same millisecond are delivered with the same delay: one
       // entry, and one histogram update, for all of them.
       const acceptances: Array<number> = []
@@ -298,7 +308,7 @@ const make = Effect.gen(function*() {
         if (last >= 0 && acceptances[last] === job.acceptedAt) acceptances[last + 1] = acceptances[last + 1]! + job.count
         else acceptances.push(job.acceptedAt, job.count)
       }
-      // From here the batch is its encoded body: the request bodies it was cut from can go.
+      // From here the batch is its encoded body: the slab space its lines took is free again.
       hold.jobs = []
       hold.encoded = body
       // The outcome is booked and the hold emptied in one uninterruptible step, so that the
@@ -409,7 +419,7 @@ const make = Effect.gen(function*() {
     for (const hold of holds) {
       if (hold.lines > 0) {
         const key = hold.key ?? objectKey(config.s3Prefix, yield* Clock.currentTimeMillis, instance, ++sequence)
-        yield* deadLetterBatch(key, hold.lines, hold.encoded ?? encodeBatch(hold.jobs), "shutdown before upload")
+        yield* deadLetterBatch(key, hold.lines, hold.encoded ?? encodeLeftover(hold.jobs), "shutdown before upload")
         release(hold)
       }
     }
@@ -427,9 +437,15 @@ const make = Effect.gen(function*() {
     Effect.gen(function*() {
       for (const batch of batchesOf(jobs, config.batchMaxItems, config.batchMaxBytes)) {
         const key = objectKey(config.s3Prefix, yield* Clock.currentTimeMillis, instance, ++sequence)
-        yield* deadLetterBatch(key, payloadCount(batch), encodeBatch(batch), "shutdown before upload")
+        yield* deadLetterBatch(key, payloadCount(batch), encodeLeftover(batch), "shutdown before upload")
       }
     })
+
+  const encodeLeftover = (jobs: ReadonlyArray<Job>) => {
+    const body = encodeBatch(jobs)
+    slabs.release(jobs)
+    return body
+  }
 
   // Added after the workers were forked, so it runs before the scope interrupts them.
   yield* Effect.addFinalizer(() =>

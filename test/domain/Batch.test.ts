@@ -6,43 +6,25 @@ import {
   encodeBatch,
   type Job,
   makeBodyBuffers,
-  makeJob,
   payloadCount,
   splitJob
 } from "../../src/domain/Batch.js"
 import { parseCollection } from "../../src/domain/Collection.js"
+import { makeArrival, makeSlabs, type Slabs } from "../../src/domain/Slabs.js"
 import { bodyOf } from "../support/collections.js"
 
-const jobOf = (json: string, acceptedAt = 0): Job => {
+/** The job the queue would hold for `json`: its lines written to `slabs` (by default, slabs of its own). */
+const jobOf = (json: string, acceptedAt = 0, slabs: Slabs = makeSlabs(64 * 1024, 1)): Job => {
   const body = bodyOf(json)
   const parsed = parseCollection(body, 64)
   if (parsed._tag === "Invalid") throw new Error(parsed.error.message)
-  return makeJob(body, parsed.collection, acceptedAt)
+  return slabs.write(makeArrival(body, parsed.collection, acceptedAt))
 }
 
 const collection = (...elements: ReadonlyArray<string>) =>
   `{"version":"1","token":"t","data":[${elements.join(",")}]}`
 
 const text = (jobs: ReadonlyArray<Job>) => encodeBatch(jobs).toString("utf8")
-
-describe("makeJob", () => {
-  it("holds the body itself and sizes the job as its lines plus a newline each", () => {
-    const json = collection(`{"id":1, "x":"a"}`, `{"s":"é😀"}`)
-    const job = jobOf(json)
-    assert.strictEqual(job.count, 2)
-    assert.strictEqual(job.bytes, Buffer.byteLength(`{"id":1, "x":"a"}\n{"s":"é😀"}\n`))
-    assert.strictEqual(job.body.toString("utf8"), json, "a one-line body is left as sent")
-    assert.strictEqual(text([job]), `{"id":1, "x":"a"}\n{"s":"é😀"}\n`)
-  })
-
-  it("blanks the line breaks of an element written over several lines, in the body itself", () => {
-    const json = `{"version":"1","token":"t",\n"data":[\n{"id":1,\r\n "n": -0.0,\n"s":"a\\nb"}\n]}`
-    const job = jobOf(json)
-    assert.strictEqual(text([job]), `{"id":1,   "n": -0.0, "s":"a\\nb"}\n`)
-    // Only inside the element: the body's other line breaks are left alone.
-    assert.strictEqual(job.body.toString("utf8").slice(0, 28), `{"version":"1","token":"t",\n`)
-  })
-})
 
 describe("encodeBatch", () => {
   it("writes each line once with a newline, whatever separates the elements in the body", () => {
@@ -51,6 +33,18 @@ describe("encodeBatch", () => {
     assert.strictEqual(encodeBatch([job]).length, job.bytes)
     const [head, tail] = splitJob(job, 1)
     assert.strictEqual(text([tail, head]), `{"b":"x,y"}\n{"c":[1,2]}\n{"d":{}}\n{"a":1}\n`)
+  })
+
+  it("encodes jobs in the order given, whether or not they lie one after another in a slab", () => {
+    const slabs = makeSlabs(1024, 1)
+    const [a, b, c] = [1, 2, 3].map((id) => jobOf(collection(`{"id":${id}}`, `{"id":${id}.5}`), 0, slabs))
+    assert.strictEqual(b!.start, a!.start + a!.bytes, "written one after another")
+    assert.strictEqual(text([a!, b!, c!]), `{"id":1}\n{"id":1.5}\n{"id":2}\n{"id":2.5}\n{"id":3}\n{"id":3.5}\n`)
+    assert.strictEqual(text([c!, a!]), `{"id":3}\n{"id":3.5}\n{"id":1}\n{"id":1.5}\n`)
+    const [head, tail] = splitJob(b!, 1)
+    assert.strictEqual(text([a!, head, c!, tail]), `{"id":1}\n{"id":1.5}\n{"id":2}\n{"id":3}\n{"id":3.5}\n{"id":2.5}\n`)
+    const other = jobOf(collection(`{"id":4}`))
+    assert.strictEqual(text([a!, other, b!]), `{"id":1}\n{"id":1.5}\n{"id":4}\n{"id":2}\n{"id":2.5}\n`)
   })
 })
 
@@ -100,23 +94,6 @@ describe("makeBodyBuffers", () => {
     const bodies = [1, 2, 3].map((id) => buffers.encode([job(id)]))
     for (const body of bodies) buffers.release(body)
     assert.strictEqual(buffers.idle(), 2)
-  })
-})
-
-describe("a job's memory", () => {
-  it("is its body when the lines are most of it, and their own copy when they are not", () => {
-    const lines = Array.from({ length: 4 }, (_, i) => `{"id":${i},"s":"${"x".repeat(200)}"}`)
-    const lean = jobOf(collection(...lines))
-    assert.strictEqual(lean.body.toString("utf8"), collection(...lines), "kept as sent")
-
-    const padding = "p".repeat(64 * 1024)
-    const padded = jobOf(`{"version":"1","token":"t","note":"${padding}","data":[${lines.join(", ")}]}`, 5)
-    assert.isAtMost(padded.body.buffer.byteLength, 2 * padded.bytes + 256)
-    assert.strictEqual(padded.body.length, padded.bytes)
-    assert.strictEqual(text([padded]), lines.map((l) => `${l}\n`).join(""))
-    assert.strictEqual(padded.acceptedAt, 5)
-    const [head, tail] = splitJob(padded, 3)
-    assert.strictEqual(text([tail, head]), [lines[3], lines[0], lines[1], lines[2]].map((l) => `${l}\n`).join(""))
   })
 })
 

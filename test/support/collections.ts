@@ -2,8 +2,8 @@
  * Parses a text as the edge does (as its UTF-8 bytes) and reads back the NDJSON lines of the job
  * made from it: what a batch would hold.
  */
-import { makeJob } from "../../src/domain/Batch.js"
 import { type Collection, type CollectionError, parseCollection } from "../../src/domain/Collection.js"
+import { makeArrival, makeSlabs } from "../../src/domain/Slabs.js"
 
 export type ParsedText =
   | { readonly _tag: "Collection"; readonly collection: Collection; readonly lines: ReadonlyArray<string> }
@@ -22,14 +22,12 @@ export const bodyOf = (text: string): Buffer => {
   return body
 }
 
-/** As `parseText`, on bytes; `body` may be changed (see `makeJob`). */
+/** As `parseText`, on bytes. */
 export const parseBody = (body: Buffer, maxDepth: number): ParsedText => {
   const parsed = parseCollection(body, maxDepth)
   if (parsed._tag === "Invalid") return parsed
-  const job = makeJob(body, parsed.collection, 0)
-  const lines = Array.from(
-    { length: job.count },
-    (_, k) => job.body.toString("utf8", job.spans[2 * k]!, job.spans[2 * k + 1]!)
-  )
+  const arrival = makeArrival(body, parsed.collection, 0)
+  const job = makeSlabs(arrival.bytes, 1).write(arrival)
+  const lines = job.slab.memory.toString("utf8", job.start, job.start + job.bytes).split("\n").slice(0, -1)
   return { _tag: "Collection", collection: parsed.collection, lines }
 }

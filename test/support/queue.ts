@@ -10,8 +10,8 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
-import { type Job, makeJob } from "../../src/domain/Batch.js"
 import { parseCollection } from "../../src/domain/Collection.js"
+import { type Arrival, makeArrival } from "../../src/domain/Slabs.js"
 import { type Settings, testLayer } from "../../src/services/AppConfig.js"
 import { JobQueue } from "../../src/services/JobQueue.js"
 import { Lifecycle, makeLifecycle } from "../../src/services/Lifecycle.js"
@@ -58,15 +58,15 @@ export const awaitSleepers = (count: number) =>
   })
 
 /**
- * The job of a collection of `count` payloads `{"id":<from>}` … `{"id":<from + count - 1>}`, made
- * as the edge makes it: validated, then held as byte ranges of the body.
+ * A collection of `count` payloads `{"id":<from>}` … `{"id":<from + count - 1>}` at the queue's
+ * door, as the edge hands it over: validated, its payloads byte ranges of the body.
  */
-export const job = (count: number, from = 0, acceptedAt = 0): Job => {
+export const job = (count: number, from = 0, acceptedAt = 0): Arrival => {
   const data = Array.from({ length: count }, (_, i) => ({ id: from + i }))
   const body = Buffer.from(JSON.stringify({ version: "1", token: "t", data }))
   const parsed = parseCollection(body, 64)
   if (parsed._tag === "Invalid") throw new Error(parsed.error.message)
-  return makeJob(body, parsed.collection, acceptedAt)
+  return makeArrival(body, parsed.collection, acceptedAt)
 }
 
 export const ids = (ndjson: string): Array<number> =>
