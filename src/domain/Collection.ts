@@ -122,6 +122,100 @@ const literalAt = (body: Buffer, at: number, literal: Buffer): boolean => {
   return true
 }
 
+/**
+ * The validator's helpers are module functions, not closures over its state: a closure makes V8
+ * keep every variable it captures in a heap context, where the main loop reads and writes them.
+ * They report a second result through these variables; `parseCollection` is synchronous, so no
+ * call can interleave.
+ */
+/** Set by `stringEnd`: the string it read holds an escape. */
+let lastEscaped = false
+/** Set by `skipWhitespace`: the whitespace it skipped holds a line break. */
+let lastBroke = false
+
+/**
+ * Index of the closing quote of the string opening at `start`, or -1 when the string is
+ * unterminated, holds a raw control character or a bad escape. Strings are most of a body: they
+ * are read four bytes at a time through `words`, the 4-byte-aligned words of the body's memory
+ * from byte `wordsStart` of it, until a word holds a quote, a backslash or a control.
+ */
+const stringEnd = (body: Buffer, words: Int32Array, wordsStart: number, start: number): number => {
+  lastEscaped = false
+  const length = body.length
+  const offset = body.byteOffset
+  let j = start + 1
+  while (j < length) {
+    if (((offset + j) & 3) === 0 && j + 4 <= length && isPlain(words[(offset + j - wordsStart) >> 2]!)) {
+      j += 4
+      continue
+    }
+    const c = body[j]!
+    if (c === QUOTE) return j
+    if (c === BACKSLASH) {
+      lastEscaped = true
+      j = escapeEnd(body, j)
+      if (j < 0) return -1
+    } else if (c < SPACE) {
+      return -1
+    } else {
+      j++
+    }
+  }
+  return -1
+}
+
+/** The first index at or after `from` that is not whitespace. */
+const skipWhitespace = (body: Buffer, from: number): number => {
+  lastBroke = false
+  const length = body.length
+  let j = from
+  while (j < length) {
+    const c = body[j]!
+    if (c === SPACE || c === TAB) {
+      j++
+    } else if (c === LF || c === CR) {
+      lastBroke = true
+      j++
+    } else {
+      break
+    }
+  }
+  return j
+}
+
+/**
+ * Records in `spans` the element from `start` to the separator at `at`, trailing whitespace
+ * excluded. True when `checkBreaks` and the element holds a line break: a break after its last
+ * token does not make it multi-line.
+ */
+const pushElement = (body: Buffer, spans: Array<number>, start: number, at: number, checkBreaks: boolean): boolean => {
+  let end = at
+  while (end > start && isWhitespace(body[end - 1]!)) end--
+  spans.push(start, end)
+  if (checkBreaks) {
+    for (let k = start; k < end; k++) if (body[k] === LF || body[k] === CR) return true
+  }
+  return false
+}
+
+const VERSION = Buffer.from("version")
+const TOKEN = Buffer.from("token")
+const DATA = Buffer.from("data")
+type TopKey = "version" | "token" | "data" | ""
+
+/** The top-level key whose string token spans [start, end]: one of the three the validator reads, or "". */
+const topKey = (body: Buffer, start: number, end: number, escaped: boolean): TopKey => {
+  if (escaped) {
+    const key = stringValue(body, start, end, true)
+    return key === "version" || key === "token" || key === "data" ? key : ""
+  }
+  const length = end - start - 1
+  const name = length === 7 ? VERSION : length === 5 ? TOKEN : length === 4 ? DATA : undefined
+  if (name === undefined) return ""
+  for (let k = 0; k < length; k++) if (body[start + 1 + k] !== name[k]) return ""
+  return length === 7 ? "version" : length === 5 ? "token" : "data"
+}
+
 /** The value of the JSON string token spanning [start, end] (quotes included). */
 const stringValue = (body: Buffer, start: number, end: number, escaped: boolean): string =>
   escaped ? JSON.parse(body.toString("utf8", start, end + 1)) as string : body.toString("utf8", start + 1, end)
@@ -143,7 +237,7 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
 
   // Top level: the key whose value is being read, what was seen, and the `data` elements.
   let topObject = false
-  let currentKey = ""
+  let currentKey: TopKey = ""
   let seenVersion = false
   let seenToken = false
   let seenData = false
@@ -157,82 +251,12 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
   let elementStart = -1
   let elementBreak = false
 
-  // Strings are most of a body: they are read four bytes at a time, through a view of the
-  // 4-byte-aligned words inside the body, until a word holds a quote, a backslash or a control.
-  const offset = body.byteOffset
-  const wordsStart = (offset + 3) & ~3
-  const words = new Int32Array(body.buffer, wordsStart, Math.max(0, (offset + length - wordsStart) >> 2))
-
-  let lastEscaped = false
-  /**
-   * Index of the closing quote of the string opening at `start`, or -1 when the string is
-   * unterminated, holds a raw control character or a bad escape. Sets `lastEscaped`.
-   */
-  const stringEnd = (start: number): number => {
-    lastEscaped = false
-    let j = start + 1
-    while (j < length) {
-      if (((offset + j) & 3) === 0 && j + 4 <= length && isPlain(words[(offset + j - wordsStart) >> 2]!)) {
-        j += 4
-        continue
-      }
-      const c = body[j]!
-      if (c === QUOTE) return j
-      if (c === BACKSLASH) {
-        lastEscaped = true
-        j = escapeEnd(body, j)
-        if (j < 0) return -1
-      } else if (c < SPACE) {
-        return -1
-      } else {
-        j++
-      }
-    }
-    return -1
-  }
-
-  const noteShape = (message: string) => {
-    if (shapeError === undefined) shapeError = shape(message)
-  }
-
-  /** Ends the current `data` element at the separator at `at` (trailing whitespace excluded). */
-  const closeElement = (at: number) => {
-    if (elementStart < 0) return
-    let end = at
-    while (end > elementStart && isWhitespace(body[end - 1]!)) end--
-    spans.push(elementStart, end)
-    // A break after the element's last token does not make it multi-line.
-    if (elementBreak && !multiline) {
-      for (let k = elementStart; k < end; k++) {
-        if (body[k] === LF || body[k] === CR) {
-          multiline = true
-          break
-        }
-      }
-    }
-    elementStart = -1
-    elementBreak = false
-  }
-
-  /** The first index at or after `from` that is not whitespace; notes a line break inside an element. */
-  const skipWhitespace = (from: number): number => {
-    let j = from
-    while (j < length) {
-      const c = body[j]!
-      if (c === SPACE || c === TAB) {
-        j++
-      } else if (c === LF || c === CR) {
-        if (elementStart >= 0) elementBreak = true
-        j++
-      } else {
-        break
-      }
-    }
-    return j
-  }
+  const wordsStart = (body.byteOffset + 3) & ~3
+  const words = new Int32Array(body.buffer, wordsStart, Math.max(0, (body.byteOffset + length - wordsStart) >> 2))
 
   while (true) {
-    i = skipWhitespace(i)
+    i = skipWhitespace(body, i)
+    if (lastBroke && elementStart >= 0) elementBreak = true
     if (i >= length) break
     const c = body[i]!
     const depth = stack.length
@@ -240,25 +264,24 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
     if (afterValue) {
       if (depth === 0) return invalid(MALFORMED) // bytes after the top-level value
       const inObject = stack[depth - 1]!
+      if (c !== COMMA && c !== (inObject ? CLOSE_OBJECT : CLOSE_ARRAY)) return invalid(MALFORMED)
+      if (inData && depth === 2 && elementStart >= 0) {
+        // The separator ends the current `data` element.
+        if (pushElement(body, spans, elementStart, i, elementBreak && !multiline)) multiline = true
+        elementStart = -1
+        elementBreak = false
+      }
+      i++
       if (c === COMMA) {
-        if (inData && depth === 2) closeElement(i)
-        i++
         afterValue = false
         expectKey = inObject
         emptyAllowed = false
         continue
       }
-      if (c === (inObject ? CLOSE_OBJECT : CLOSE_ARRAY)) {
-        if (inData && depth === 2) {
-          closeElement(i)
-          inData = false
-        }
-        stack.pop()
-        i++
-        if (stack.length === 1) currentKey = ""
-        continue // afterValue stays true: the container was a value
-      }
-      return invalid(MALFORMED)
+      if (inData && depth === 2) inData = false
+      stack.pop()
+      if (stack.length === 1) currentKey = ""
+      continue // afterValue stays true: the container was a value
     }
 
     if (expectKey) {
@@ -271,13 +294,13 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
         continue
       }
       if (c !== QUOTE) return invalid(MALFORMED)
-      const close = stringEnd(i)
+      const close = stringEnd(body, words, wordsStart, i)
       if (close < 0) return invalid(MALFORMED)
       if (depth === 1) {
-        const key = stringValue(body, i, close, lastEscaped)
+        const key = topKey(body, i, close, lastEscaped)
         if (key === "version" || key === "token" || key === "data") {
           if ((key === "version" && seenVersion) || (key === "token" && seenToken) || (key === "data" && seenData)) {
-            noteShape(`duplicate "${key}" key`)
+            shapeError ??= shape(`duplicate "${key}" key`)
           }
           if (key === "version") seenVersion = true
           else if (key === "token") seenToken = true
@@ -285,7 +308,8 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
         }
         currentKey = key
       }
-      i = skipWhitespace(close + 1)
+      i = skipWhitespace(body, close + 1)
+      if (lastBroke && elementStart >= 0) elementBreak = true
       if (body[i] !== COLON) return invalid(MALFORMED)
       i++
       expectKey = false
@@ -306,7 +330,7 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
     if (inData && depth === 2) {
       elementStart = i
       elementBreak = false
-      if (c !== OPEN_OBJECT) noteShape("every element of \"data\" must be a JSON object")
+      if (c !== OPEN_OBJECT) shapeError ??= shape("every element of \"data\" must be a JSON object")
     }
     if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
       if (depth + 1 > maxDepth) return invalid({ reason: "invalid_json", message: `nesting deeper than ${maxDepth}` })
@@ -327,7 +351,7 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
     }
     let end: number
     if (c === QUOTE) {
-      const close = stringEnd(i)
+      const close = stringEnd(body, words, wordsStart, i)
       if (close < 0) return invalid(MALFORMED)
       if (depth === 1 && topObject) {
         if (currentKey === "version") version = stringValue(body, i, close, lastEscaped)
