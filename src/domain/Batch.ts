@@ -1,10 +1,11 @@
 /**
- * Jobs and batches. A job is what one request added to the queue: its payloads' NDJSON lines, each
- * ending in "\n", one after another in a slab of queue memory (domain/Slabs). A batch is the unit
- * of upload: the jobs (or parts of jobs) one worker took, encoded as one object.
+ * Jobs and batches. A job is one entry of the queue: the NDJSON lines, each ending in "\n", of a
+ * request's payloads (or of consecutive requests accepted in the same millisecond), one after
+ * another in a slab of queue memory (domain/Slabs). A batch is the unit of upload: the jobs (or
+ * parts of jobs) one worker took, encoded as one object.
  *
- * One job per request rather than one per payload: admission offers one queue entry, a worker
- * takes one, and no per-payload object is allocated between the request and the batch's copy.
+ * At most one job per request rather than one per payload: admission offers one queue entry, a
+ * worker takes one, and no per-payload object is allocated between the request and the batch.
  */
 
 /** Memory queued lines are written to. Its books are kept by `domain/Slabs`. */

@@ -39,6 +39,11 @@ export const makeArrival = (body: Buffer, collection: Collection, acceptedAt: nu
 export interface Slabs {
   /** Copies the arrival's lines into a slab: the job the queue holds. */
   readonly write: (arrival: Arrival) => Job
+  /**
+   * `tail` with the arrival's lines appended, when `tail` is the last job written to the current
+   * slab, the lines fit after it, and both were accepted in the same millisecond; else undefined.
+   */
+  readonly append: (tail: Job, arrival: Arrival) => Job | undefined
   /** The jobs' lines are encoded (or dropped): the space they took may be used again. */
   readonly release: (jobs: ReadonlyArray<Job>) => void
   /** Slabs waiting to be used again. */
@@ -71,6 +76,18 @@ export const makeSlabs = (size: number, keep: number): Slabs => {
       slab.used += arrival.bytes
       slab.pending += arrival.bytes
       return { slab, start, bytes: arrival.bytes, count: arrival.count, acceptedAt: arrival.acceptedAt }
+    },
+    append: (tail, arrival) => {
+      const slab = tail.slab
+      if (
+        slab !== current || tail.start + tail.bytes !== slab.used || tail.acceptedAt !== arrival.acceptedAt ||
+        slab.used + arrival.bytes > size
+      ) return undefined
+      copyLines(slab.memory, slab.used, arrival)
+      slab.used += arrival.bytes
+      slab.pending += arrival.bytes
+      const { acceptedAt, bytes, count, start } = tail
+      return { slab, start, bytes: bytes + arrival.bytes, count: count + arrival.count, acceptedAt }
     },
     release: (jobs) => {
       for (let i = 0; i < jobs.length; i++) {

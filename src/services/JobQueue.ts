@@ -1,8 +1,8 @@
 /**
  * The bounded job queue and its workers (DESIGN §2, §3).
  *
- * A job is one request's payloads, already validated, as NDJSON lines in the queue's slabs
- * (domain/Batch, domain/Slabs). Admission is synchronous and all-or-nothing: capacity (payloads and
+ * A job is one request's payloads (or consecutive requests' accepted in the same millisecond),
+ * already validated, as NDJSON lines in the queue's slabs (domain/Batch, domain/Slabs). Admission is synchronous and all-or-nothing: capacity (payloads and
  * bytes) is checked and the lines copied and offered in one JS turn, so no fiber can interleave. `MAX_WORKERS` fibers, forked in this layer's scope, each
  * build their own batch (closed on items, bytes or wait), key it once, and hand it to the
  * Uploader; a batch that cannot be stored is dead-lettered under its key.
@@ -83,7 +83,8 @@ const make = Effect.gen(function*() {
 
   // A job holds at least one payload, so `maxQueue` slots are never all taken: admission bounds
   // the payloads before it offers.
-  const queue = yield* Queue.make(new RingBuffer<Job>(config.maxQueue), Queue.backPressureStrategy())
+  const ring = new RingBuffer<Job>(config.maxQueue)
+  const queue = yield* Queue.make(ring, Queue.backPressureStrategy())
   // One buffer per worker at most: a batch's body is in one until the batch is settled.
   const bodies = makeBodyBuffers(Math.min(config.batchMaxBytes, BODY_BUFFER_BYTES), config.maxWorkers)
   const slabs = makeSlabs(Math.min(config.maxQueueBytes, SLAB_BYTES), IDLE_SLABS)
@@ -158,9 +159,18 @@ const make = Effect.gen(function*() {
       (queuedPayloads() + count > config.maxQueue * config.shedHighWater ||
         queuedBytes + bytes > config.maxQueueBytes * config.shedHighWater)
     ) return "shedding"
-    queue.unsafeOffer(slabs.write(arrival))
+    // Requests accepted in the same millisecond, one after another, share one queue entry: the
+    // lines follow each other in the slab and are delivered with the same delay. Under a flood of
+    // one-payload requests that spares most of them a job, an offer and a take.
+    const tail = ring.last()
+    const extended = tail === undefined ? undefined : slabs.append(tail, arrival)
+    if (extended !== undefined) {
+      ring.replaceLast(extended)
+    } else {
+      queue.unsafeOffer(slabs.write(arrival))
+      queuedJobs++
+    }
     queued += count
-    queuedJobs++
     queuedBytes += bytes
     accepted += count
     idle.unsafeClose()

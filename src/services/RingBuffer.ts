@@ -47,6 +47,21 @@ export class RingBuffer<in out A> implements Queue.BackingQueue<A> {
     return true
   }
 
+  /** The element offered last, while it is still held. */
+  last(): A | undefined {
+    if (this.size === 0) return undefined
+    const tail = this.head + this.size - 1
+    return this.slots[tail < this.bound ? tail : tail - this.bound]
+  }
+
+  /** Puts `element` in the place of the last one; false when there is none. */
+  replaceLast(element: A): boolean {
+    if (this.size === 0) return false
+    const tail = this.head + this.size - 1
+    this.slots[tail < this.bound ? tail : tail - this.bound] = element
+    return true
+  }
+
   offerAll(elements: Iterable<A>): Chunk.Chunk<A> {
     const refused: Array<A> = []
     for (const element of elements) {

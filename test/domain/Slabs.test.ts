@@ -107,6 +107,24 @@ describe("makeSlabs", () => {
     assert.strictEqual(slabs.write(sized(50)).slab, job.slab, "then the one kept")
   })
 
+  it("appends lines accepted in the same millisecond to the job written last, while they fit", () => {
+    const slabs = makeSlabs(100, 2)
+    const tail = slabs.write(arrivalOf(collection(`{"id":1}`), 5))
+    const appended = slabs.append(tail, arrivalOf(collection(`{"id":2}`, `{"id":3}`), 5))
+    assert.isDefined(appended)
+    assert.deepStrictEqual([appended!.start, appended!.count, appended!.bytes, appended!.acceptedAt], [0, 3, 27, 5])
+    assert.strictEqual(lines(appended!), `{"id":1}\n{"id":2}\n{"id":3}\n`)
+    assert.strictEqual(appended!.slab.pending, 27)
+
+    assert.isUndefined(slabs.append(appended!, arrivalOf(collection(`{"id":4}`), 6)), "a later millisecond")
+    assert.isUndefined(slabs.append(tail, arrivalOf(collection(`{"id":4}`), 5)), "not the last lines written")
+    assert.isUndefined(slabs.append(appended!, sized(80)), "no room after it")
+    const next = slabs.write(sized(80))
+    assert.isUndefined(slabs.append(appended!, arrivalOf(collection(`{"id":4}`), 5)), "its slab is no longer current")
+    assert.strictEqual(appended!.slab.used, 27, "nothing was written by a refused append")
+    assert.notStrictEqual(next.slab, appended!.slab)
+  })
+
   it("keeps at most `keep` empty slabs", () => {
     const slabs = makeSlabs(100, 1)
     const jobs = [90, 90, 90, 90].map((bytes) => slabs.write(sized(bytes)))

@@ -59,6 +59,31 @@ describe("JobQueue admission", () => {
       assert.deepStrictEqual([...store.objects.values()].flatMap(ids).sort(), [0, 1, 2, 5])
     }))
 
+  it.effect("queues requests accepted in the same millisecond together, in order, counted per payload", () =>
+    Effect.gen(function*() {
+      const store = yield* makeMemoryStore
+      const dead = yield* makeMemoryDeadLetter
+      const { close, queue } = yield* buildQueue(
+        { maxQueue: 8, maxWorkers: 1, batchMaxItems: 4 },
+        store.layer,
+        dead.layer
+      )
+      const outcomes = yield* Effect.sync(() => [
+        queue.offer(job(2, 0, 5)),
+        queue.offer(job(1, 2, 5)),
+        queue.offer(job(6, 100, 5)), // refused whole: nothing of it is appended
+        queue.offer(job(3, 3, 6)),
+        queue.offer(job(1, 6, 6))
+      ])
+      assert.deepStrictEqual(outcomes, ["admitted", "admitted", "full", "admitted", "admitted"])
+      assert.deepStrictEqual([queue.stats().queued, queue.stats().accepted], [7, 7])
+      yield* close(1_000)
+      const objects = [...store.objects.values()].map(ids)
+      assert.deepStrictEqual(objects.flat(), [0, 1, 2, 3, 4, 5, 6], "in the order admitted, split at the bound")
+      assert.isTrue(objects.every((object) => object.length <= 4))
+      assert.deepStrictEqual([queue.stats().stored, queue.stats().queued], [7, 0])
+    }))
+
   it.effect("reports accepted payloads to Prometheus at scrape time, counting each once", () =>
     Effect.gen(function*() {
       const store = yield* makeMemoryStore

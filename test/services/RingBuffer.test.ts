@@ -32,6 +32,20 @@ describe("RingBuffer", () => {
     assert.deepStrictEqual(drain(ring), ["d", "g"])
   })
 
+  it("gives and replaces the last element while it is held", () => {
+    const ring = new RingBuffer<string>(3)
+    assert.isUndefined(ring.last())
+    assert.isFalse(ring.replaceLast("x"), "nothing to replace")
+    ring.offerAll(["a", "b", "c"])
+    ring.pollUpTo(2)
+    ring.offer("d")
+    assert.strictEqual(ring.last(), "d", "across the end of the array")
+    assert.isTrue(ring.replaceLast("e"))
+    assert.strictEqual(ring.length(), 2)
+    assert.deepStrictEqual(drain(ring), ["c", "e"])
+    assert.isUndefined(ring.last())
+  })
+
   it("keeps no reference to an element once it has left", () => {
     const ring = new RingBuffer<object>(4)
     const elements = [{}, {}, {}, {}, {}]
