@@ -17,6 +17,7 @@ import { IngestServerLive } from "./IngestServer.js"
 import { DataDirLockLive } from "./DataDirLock.js"
 import { DeadLetterDirLive, LocalObjectStoreLive } from "./LocalObjectStore.js"
 import { S3ObjectStoreLive } from "./S3ObjectStore.js"
+import { YoungGenerationCapLive } from "./YoungGeneration.js"
 
 const ObjectStoreLive = Layer.unwrapEffect(
   Effect.map(AppConfig, (settings) => {
@@ -34,7 +35,7 @@ const QueueLive = JobQueue.Default.pipe(Layer.provide(StoresLive), Layer.provide
 const EdgeLive = IngestServerLive.pipe(Layer.provide(Ingest.Default))
 
 export const ServiceLive = (settings: Settings, lifecycle: LifecycleShape) =>
-  EdgeLive.pipe(
+  Layer.merge(YoungGenerationCapLive, EdgeLive).pipe(
     Layer.provide(QueueLive),
     Layer.provide(Metrics.Default),
     Layer.provide(Layer.merge(Layer.succeed(AppConfig, settings), Layer.succeed(Lifecycle, lifecycle))),
