@@ -122,12 +122,11 @@ const literalAt = (body: Buffer, at: number, literal: Buffer): boolean => {
   return true
 }
 
-/**
- * The validator's helpers are module functions, not closures over its state: a closure makes V8
- * keep every variable it captures in a heap context, where the main loop reads and writes them.
- * They report a second result through these variables; `parseCollection` is synchronous, so no
- * call can interleave.
- */
+// The validator's helpers are module functions, not closures over its state: a closure makes V8
+// keep every variable it captures in a heap context, where the main loop reads and writes them.
+// They report a second result through the two variables below; `parseCollection` is synchronous,
+// so no call can interleave.
+
 /** Set by `stringEnd`: the string it read holds an escape. */
 let lastEscaped = false
 /** Set by `skipWhitespace`: the whitespace it skipped holds a line break. */
@@ -298,7 +297,7 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
       if (close < 0) return invalid(MALFORMED)
       if (depth === 1) {
         const key = topKey(body, i, close, lastEscaped)
-        if (key === "version" || key === "token" || key === "data") {
+        if (key !== "") {
           if ((key === "version" && seenVersion) || (key === "token" && seenToken) || (key === "data" && seenData)) {
             shapeError ??= shape(`duplicate "${key}" key`)
           }

@@ -1,11 +1,13 @@
 /**
  * The bounded job queue and its workers (DESIGN §2, §3).
  *
- * A job is one request's payloads (or consecutive requests' accepted in the same millisecond),
- * already validated, as NDJSON lines in the queue's slabs (domain/Batch, domain/Slabs). Admission is synchronous and all-or-nothing: capacity (payloads and
- * bytes) is checked and the lines copied and offered in one JS turn, so no fiber can interleave. `MAX_WORKERS` fibers, forked in this layer's scope, each
- * build their own batch (closed on items, bytes or wait), key it once, and hand it to the
- * Uploader; a batch that cannot be stored is dead-lettered under its key.
+ * A job is the payloads of one request (or of consecutive requests accepted in the same
+ * millisecond), already validated, as NDJSON lines in the queue's slabs (domain/Batch,
+ * domain/Slabs). Admission is synchronous and all-or-nothing: capacity (payloads and bytes) is
+ * checked and the lines copied and offered in one JS turn, so no fiber can interleave.
+ * `MAX_WORKERS` fibers, forked in this layer's scope, each build their own batch (closed on items,
+ * bytes or wait), key it once, and hand it to the Uploader; a batch that cannot be stored is
+ * dead-lettered under its key.
  *
  * Shutdown: the finalizer drains while the workers live, then interrupts them (in-flight
  * uploads are aborted) and dead-letters whatever was not stored, so that at every moment
