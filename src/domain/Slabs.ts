@@ -8,8 +8,8 @@
  * only a mark-compact frees them, and the bodies' outside memory then drove more mark-compacts. A
  * copied body dies young; a queued job is one small object, and its lines cost no allocation.
  *
- * Slabs also make the queue's byte bound the memory it holds: a slab holds lines and nothing
- * else, whatever else the request body carried.
+ * Slabs also bring the memory the queue holds close to what its byte bound counts: a slab holds
+ * lines and nothing else, whatever else the request body carried.
  */
 import type { Job, Slab } from "./Batch.js"
 import type { Collection } from "./Collection.js"
