@@ -49,17 +49,19 @@ export class RingBuffer<in out A> implements Queue.BackingQueue<A> {
 
   /** The element offered last, while it is still held. */
   last(): A | undefined {
-    if (this.size === 0) return undefined
-    const tail = this.head + this.size - 1
-    return this.slots[tail < this.bound ? tail : tail - this.bound]
+    return this.size === 0 ? undefined : this.slots[this.lastSlot()]
   }
 
   /** Puts `element` in the place of the last one; false when there is none. */
   replaceLast(element: A): boolean {
     if (this.size === 0) return false
-    const tail = this.head + this.size - 1
-    this.slots[tail < this.bound ? tail : tail - this.bound] = element
+    this.slots[this.lastSlot()] = element
     return true
+  }
+
+  private lastSlot(): number {
+    const tail = this.head + this.size - 1
+    return tail < this.bound ? tail : tail - this.bound
   }
 
   offerAll(elements: Iterable<A>): Chunk.Chunk<A> {
