@@ -4,12 +4,11 @@ import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
 import { keyFileName } from "../../src/domain/Keys.js"
-import { awaitSleepers, buildQueue, ids, job, sample } from "../support/queue.js"
+import { awaitSleepers, buildQueue, ids, job, memoryQueue, sample } from "../support/queue.js"
 import {
   FailingDeadLetter,
   makeHangingStore,
   makeMemoryDeadLetter,
-  makeMemoryStore,
   makeScriptedStore,
   permanent
 } from "../support/stores.js"
@@ -19,9 +18,7 @@ const KEY = /^payloads\/\d{4}\/\d{2}\/\d{2}\/\d{2}\/\d{8}T\d{9}Z-[0-9a-f]{8}-\d{
 describe("JobQueue admission", () => {
   it.effect("is all-or-nothing at the payload bound", () =>
     Effect.gen(function*() {
-      const store = yield* makeMemoryStore
-      const dead = yield* makeMemoryDeadLetter
-      const { close, queue } = yield* buildQueue({ maxQueue: 5, maxWorkers: 1 }, store.layer, dead.layer)
+      const { close, queue, store } = yield* memoryQueue({ maxQueue: 5, maxWorkers: 1 })
       // One synchronous block: no worker can take lines between the offers.
       const outcomes = yield* Effect.sync(() => [
         queue.offer(job(3)),
@@ -40,14 +37,8 @@ describe("JobQueue admission", () => {
 
   it.effect("is all-or-nothing at the byte bound", () =>
     Effect.gen(function*() {
-      const store = yield* makeMemoryStore
-      const dead = yield* makeMemoryDeadLetter
       const size = job(1).bytes
-      const { close, queue } = yield* buildQueue(
-        { maxQueueBytes: size * 4, maxWorkers: 1 },
-        store.layer,
-        dead.layer
-      )
+      const { close, queue, store } = yield* memoryQueue({ maxQueueBytes: size * 4, maxWorkers: 1 })
       const outcomes = yield* Effect.sync(() => [
         queue.offer(job(3)),
         queue.offer(job(2, 3)),
@@ -61,13 +52,7 @@ describe("JobQueue admission", () => {
 
   it.effect("queues requests accepted in the same millisecond together, in order, counted per payload", () =>
     Effect.gen(function*() {
-      const store = yield* makeMemoryStore
-      const dead = yield* makeMemoryDeadLetter
-      const { close, queue } = yield* buildQueue(
-        { maxQueue: 8, maxWorkers: 1, batchMaxItems: 4 },
-        store.layer,
-        dead.layer
-      )
+      const { close, queue, store } = yield* memoryQueue({ maxQueue: 8, maxWorkers: 1, batchMaxItems: 4 })
       const outcomes = yield* Effect.sync(() => [
         queue.offer(job(2, 0, 5)),
         queue.offer(job(1, 2, 5)),
@@ -86,9 +71,7 @@ describe("JobQueue admission", () => {
 
   it.effect("reports accepted payloads to Prometheus at scrape time, counting each once", () =>
     Effect.gen(function*() {
-      const store = yield* makeMemoryStore
-      const dead = yield* makeMemoryDeadLetter
-      const { close, metrics, queue } = yield* buildQueue({ maxQueue: 10, maxWorkers: 1 }, store.layer, dead.layer)
+      const { close, metrics, queue } = yield* memoryQueue({ maxQueue: 10, maxWorkers: 1 })
       const accepted = (text: string) => Number(/^s3ingest_payloads_accepted_total (\d+)$/m.exec(text)?.[1])
       assert.strictEqual(accepted(yield* metrics.render), 0)
       queue.offer(job(3))
@@ -103,9 +86,7 @@ describe("JobQueue admission", () => {
 
   it.effect("refuses once intake is closed", () =>
     Effect.gen(function*() {
-      const store = yield* makeMemoryStore
-      const dead = yield* makeMemoryDeadLetter
-      const { close, lifecycle, queue } = yield* buildQueue({}, store.layer, dead.layer)
+      const { close, lifecycle, queue } = yield* memoryQueue({})
       lifecycle.intakeOpen = false
       assert.strictEqual(queue.offer(job(1)), "closed")
       assert.strictEqual(queue.stats().accepted, 0)
@@ -116,13 +97,7 @@ describe("JobQueue admission", () => {
 describe("JobQueue batching", () => {
   it.effect("closes a batch on items without waiting, and on the wait after its first line", () =>
     Effect.gen(function*() {
-      const store = yield* makeMemoryStore
-      const dead = yield* makeMemoryDeadLetter
-      const { close, queue } = yield* buildQueue(
-        { maxWorkers: 1, batchMaxItems: 3, batchMaxWaitMs: 200 },
-        store.layer,
-        dead.layer
-      )
+      const { close, queue, store } = yield* memoryQueue({ maxWorkers: 1, batchMaxItems: 3, batchMaxWaitMs: 200 })
       queue.offer(job(7))
       // Two full batches go without the clock moving at all.
       const first = yield* Queue.take(store.puts)
@@ -143,9 +118,7 @@ describe("JobQueue batching", () => {
 
   it.effect("fills an open batch with lines that arrive during its wait", () =>
     Effect.gen(function*() {
-      const store = yield* makeMemoryStore
-      const dead = yield* makeMemoryDeadLetter
-      const { close, queue } = yield* buildQueue({ maxWorkers: 4, batchMaxWaitMs: 200 }, store.layer, dead.layer)
+      const { close, queue, store } = yield* memoryQueue({ maxWorkers: 4, batchMaxWaitMs: 200 })
       queue.offer(job(2))
       yield* awaitSleepers(1)
       yield* TestClock.adjust("100 millis")
@@ -159,13 +132,7 @@ describe("JobQueue batching", () => {
 
   it.effect("keeps each batch's own wait when the batch before it closed early", () =>
     Effect.gen(function*() {
-      const store = yield* makeMemoryStore
-      const dead = yield* makeMemoryDeadLetter
-      const { close, queue } = yield* buildQueue(
-        { maxWorkers: 1, batchMaxItems: 3, batchMaxWaitMs: 200 },
-        store.layer,
-        dead.layer
-      )
+      const { close, queue, store } = yield* memoryQueue({ maxWorkers: 1, batchMaxItems: 3, batchMaxWaitMs: 200 })
       // The first batch opens at 0 and is due at 200, but fills at 50.
       queue.offer(job(1))
       yield* awaitSleepers(1)
@@ -185,14 +152,8 @@ describe("JobQueue batching", () => {
 
   it.effect("closes a batch on bytes and carries the overflowing line to the next", () =>
     Effect.gen(function*() {
-      const store = yield* makeMemoryStore
-      const dead = yield* makeMemoryDeadLetter
       const size = job(1).bytes
-      const { close, queue } = yield* buildQueue(
-        { maxWorkers: 1, batchMaxBytes: size * 2, batchMaxWaitMs: 200 },
-        store.layer,
-        dead.layer
-      )
+      const { close, queue, store } = yield* memoryQueue({ maxWorkers: 1, batchMaxBytes: size * 2, batchMaxWaitMs: 200 })
       queue.offer(job(5))
       const first = yield* Queue.take(store.puts)
       const second = yield* Queue.take(store.puts)
@@ -209,13 +170,7 @@ describe("JobQueue batching", () => {
 describe("JobQueue jobs", () => {
   it.effect("a request's payloads split across batches keep their order, with several workers", () =>
     Effect.gen(function*() {
-      const store = yield* makeMemoryStore
-      const dead = yield* makeMemoryDeadLetter
-      const { close, queue } = yield* buildQueue(
-        { maxWorkers: 3, batchMaxItems: 4, batchMaxWaitMs: 10_000 },
-        store.layer,
-        dead.layer
-      )
+      const { close, queue, store } = yield* memoryQueue({ maxWorkers: 3, batchMaxItems: 4, batchMaxWaitMs: 10_000 })
       yield* Effect.sync(() => [queue.offer(job(3)), queue.offer(job(6, 3)), queue.offer(job(2, 9))])
       yield* close(0)
       // Keys sort by their sequence number: the objects in the order they were collected.
@@ -247,13 +202,11 @@ describe("JobQueue jobs", () => {
 describe("JobQueue shutdown", () => {
   it.effect("drains on scope close: everything queued is uploaded, exit code 0", () =>
     Effect.gen(function*() {
-      const store = yield* makeMemoryStore
-      const dead = yield* makeMemoryDeadLetter
-      const { close, lifecycle, metrics, queue } = yield* buildQueue(
-        { maxWorkers: 2, batchMaxItems: 3, batchMaxWaitMs: 10_000 },
-        store.layer,
-        dead.layer
-      )
+      const { close, dead, lifecycle, metrics, queue, store } = yield* memoryQueue({
+        maxWorkers: 2,
+        batchMaxItems: 3,
+        batchMaxWaitMs: 10_000
+      })
       queue.offer(job(10))
       // No clock movement: closing intake lets open batches go without their wait.
       yield* close(0)

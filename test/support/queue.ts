@@ -17,6 +17,7 @@ import { JobQueue } from "../../src/services/JobQueue.js"
 import { Lifecycle, makeLifecycle } from "../../src/services/Lifecycle.js"
 import { Metrics } from "../../src/services/Metrics.js"
 import type { DeadLetter, ObjectStore } from "../../src/services/ObjectStore.js"
+import { makeMemoryDeadLetter, makeMemoryStore } from "./stores.js"
 
 export const buildQueue = (
   settings: Partial<Settings>,
@@ -45,6 +46,14 @@ export const buildQueue = (
           yield* Fiber.join(closing)
         })
     }
+  })
+
+/** `buildQueue` over an in-memory store and dead-letter directory, returned beside it. */
+export const memoryQueue = (settings: Partial<Settings>) =>
+  Effect.gen(function*() {
+    const store = yield* makeMemoryStore
+    const dead = yield* makeMemoryDeadLetter
+    return { ...(yield* buildQueue(settings, store.layer, dead.layer)), store, dead }
   })
 
 /** Waits (without moving the clock) until at least `count` sleeps are registered on the TestClock. */
