@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 /**
- * `node dist/main.js service | --help`. Settings come from the environment and flags; the app
- * runs under `NodeRuntime.runMain`, whose `teardown` turns the shutdown summary into the exit
- * code (DESIGN §3): 0 clean, 1 dead-lettered (or failed to start), 2 lost.
+ * `node dist/main.js service | replay | --help | --version`. Settings come from the environment
+ * and flags; each command runs under `NodeRuntime.runMain`. A start that cannot go ahead (a bad
+ * setting, an unusable DATA_DIR, a taken port) ends with one line on stderr and exit code 1.
+ * Otherwise the service's exit code comes from its shutdown summary (0 clean, 1 dead-lettered,
+ * 2 lost) and replay's from its own summary (0 all stored, 1 anything failed or left).
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
@@ -11,67 +13,102 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import { parseArgs } from "./domain/Cli.js"
+import { parseArgs, variableToFlag } from "./domain/Cli.js"
 import { runReplay, ServiceLive } from "./layers/App.js"
+import type { DataDirUnusable, LockHeld } from "./domain/DataDirErrors.js"
+import type { ListenError } from "./layers/HttpListener.js"
 import { LoggingLive } from "./layers/Logging.js"
-import { helpText, loadSettings, type Settings, settingDocs } from "./services/AppConfig.js"
+import { type ConfigInvalid, helpText, knownSettings, loadSettings, type Settings } from "./services/AppConfig.js"
 import { makeLifecycle } from "./services/Lifecycle.js"
+import { version } from "./services/Version.js"
 
-const request = parseArgs(process.argv.slice(2), new Set(settingDocs.map((doc) => doc.variable)))
+const request = parseArgs(process.argv.slice(2), knownSettings)
 
 const environment = (): Array<[string, string]> =>
   Object.entries(process.env).flatMap(([name, value]): Array<[string, string]> =>
     value === undefined ? [] : [[name, value]]
   )
 
-const fail = (message: string) => Console.error(`s3-ingest: ${message}`).pipe(Effect.zipRight(Effect.fail(1)))
+/** One line on stderr, exit code 1: how every refused start ends. */
+const refuse = (message: string) => Console.error(`s3-ingest: ${message}`).pipe(Effect.as(1))
+
+type StartRefused = ConfigInvalid | DataDirUnusable | LockHeld | ListenError
+
+const refusal = (error: StartRefused, flags: ReadonlyMap<string, string>, dataDir: string): string => {
+  switch (error._tag) {
+    case "ConfigInvalid": {
+      const name = flags.has(error.variable) ? `${variableToFlag(error.variable)} (${error.variable})` : error.variable
+      return `invalid configuration: ${name} ${error.message}`
+    }
+    case "DataDirUnusable":
+      return `DATA_DIR ${dataDir} cannot be used: ${error.problem}`
+    case "LockHeld":
+      return `DATA_DIR ${dataDir} is in use: process ${error.pid} holds ${error.lockFile}`
+    case "ListenError":
+      return `cannot listen on ${error.address}: ${error.cause.message}`
+  }
+}
 
 /**
  * Loads the settings (flags laid over the environment) and runs `run` with JSON logging at
- * LOG_LEVEL; a bad setting ends with one line on stderr and exit code 1.
+ * LOG_LEVEL; its value is the exit code.
  */
-const withSettings = <E>(
+const withSettings = (
   flags: ReadonlyMap<string, string>,
-  run: (settings: Settings) => Effect.Effect<unknown, E>
-) =>
+  run: (settings: Settings) => Effect.Effect<number, StartRefused>
+): Effect.Effect<number> =>
   loadSettings.pipe(
-    Effect.catchTag("ConfigInvalid", (e) => fail(`invalid configuration: ${e.variable} ${e.message}`)),
-    Effect.flatMap((settings) => run(settings).pipe(Effect.provide(LoggingLive(settings.logLevel)))),
+    Effect.flatMap((settings) =>
+      run(settings).pipe(
+        Effect.provide(LoggingLive(settings.logLevel)),
+        Effect.catchAll((error: StartRefused) => refuse(refusal(error, flags, settings.dataDir)))
+      )
+    ),
+    Effect.catchTag("ConfigInvalid", (error) => refuse(refusal(error, flags, ""))),
     // One map, flags laid over the environment: with `orElse`, a flag whose value fails to
     // parse would silently fall back to the variable.
-    Effect.withConfigProvider(ConfigProvider.fromMap(new Map([...environment(), ...flags])))
+    Effect.withConfigProvider(ConfigProvider.fromMap(new Map([...environment(), ...flags]))),
+    Effect.tapErrorCause((cause) =>
+      Cause.isInterruptedOnly(cause) ? Effect.void : Console.error(`s3-ingest: failed: ${Cause.pretty(cause)}`)
+    )
   )
+
+/** runMain's teardown is generic in the program's value: the code is read back as a number. */
+const codeOf = (value: unknown): number => typeof value === "number" ? value : 1
 
 const service = (flags: ReadonlyMap<string, string>) => {
   const lifecycle = makeLifecycle()
-  const program = withSettings(flags, (settings) =>
-    Layer.launch(ServiceLive(settings, lifecycle)).pipe(
-      Effect.tapErrorCause((cause) => Effect.logFatal("service failed", cause))
-    ))
+  const program = withSettings(flags, (settings) => Layer.launch(ServiceLive(settings, lifecycle)))
   NodeRuntime.runMain(program, {
     disableErrorReporting: true,
     disablePrettyLogger: true,
+    // Interrupted by a signal: the shutdown summary decided the code.
     teardown: (exit, onExit) =>
-      onExit(Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? 1 : lifecycle.exitCode)
+      onExit(Exit.isSuccess(exit) ? codeOf(exit.value) : Cause.isInterruptedOnly(exit.cause) ? lifecycle.exitCode : 1)
   })
 }
 
-/** Re-uploads DATA_DIR/dead-letter; exits 1 when any file could not be stored or the lock is held. */
 const replay = (flags: ReadonlyMap<string, string>) => {
   const program = withSettings(flags, (settings) =>
-    runReplay(settings).pipe(
-      Effect.catchTag("LockHeld", (e) => fail(`replay refused: ${e.message}`)),
-      Effect.flatMap((summary) => summary.failed > 0 ? Effect.fail(1) : Effect.void),
-      Effect.tapErrorCause((cause) =>
-        Cause.isFailType(cause) && cause.error === 1 ? Effect.void : Effect.logFatal("replay failed", cause)
-      )
-    ))
-  NodeRuntime.runMain(program, { disableErrorReporting: true, disablePrettyLogger: true })
+    Effect.flatMap(runReplay(settings), (summary) =>
+      Effect.map(
+        Effect.promise(() => import("./services/Replay.js")),
+        (module) => module.replayExitCode(summary)
+      )))
+  NodeRuntime.runMain(program, {
+    disableErrorReporting: true,
+    disablePrettyLogger: true,
+    // Interrupted by a signal: files were left, and the summary said so.
+    teardown: (exit, onExit) => onExit(Exit.isSuccess(exit) ? codeOf(exit.value) : 1)
+  })
 }
 
 switch (request._tag) {
   case "Help":
     process.stdout.write(helpText() + "\n")
+    break
+  case "Version":
+    process.stdout.write(`s3-ingest ${version}\n`)
     break
   case "Invalid":
     process.stderr.write(`s3-ingest: ${request.message}\n`)

@@ -1,8 +1,8 @@
 /**
- * Composition only. `IngestServer → JobQueue → stores` are chained with `Layer.provide`, so
- * they are built store first and released server first: the listener stops intake and
- * conducts the drain, then the queue interrupts its workers and dead-letters the rest, then
- * the stores close (DESIGN §3).
+ * Composition only. The listener is bound first, so a taken port stops the start before
+ * DATA_DIR is touched. `IngestServer → JobQueue → stores` are chained with `Layer.provide`, so
+ * they are built store first and released server first: the edge stops intake and conducts the
+ * drain, then the queue interrupts its workers and dead-letters the rest, then the stores close.
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -12,9 +12,10 @@ import { Ingest } from "../services/Ingest.js"
 import { JobQueue } from "../services/JobQueue.js"
 import { Lifecycle, type LifecycleShape } from "../services/Lifecycle.js"
 import { Metrics } from "../services/Metrics.js"
+import { DataDirLockLive, ExistingDataDirLockLive } from "./DataDir.js"
 import { FaultyObjectStore } from "./FaultyObjectStore.js"
+import { HttpListenerLive } from "./HttpListener.js"
 import { IngestServerLive } from "./IngestServer.js"
-import { DataDirLockLive } from "./DataDirLock.js"
 import { DeadLetterDirLive, LocalObjectStoreLive } from "./LocalObjectStore.js"
 import { S3ObjectStoreLive } from "./S3ObjectStore.js"
 import { YoungGenerationCapLive } from "./YoungGeneration.js"
@@ -37,6 +38,7 @@ const EdgeLive = IngestServerLive.pipe(Layer.provide(Ingest.Default))
 export const ServiceLive = (settings: Settings, lifecycle: LifecycleShape) =>
   Layer.merge(YoungGenerationCapLive, EdgeLive).pipe(
     Layer.provide(QueueLive),
+    Layer.provide(HttpListenerLive),
     Layer.provide(Metrics.Default),
     Layer.provide(Layer.merge(Layer.succeed(AppConfig, settings), Layer.succeed(Lifecycle, lifecycle))),
     // Effect's own fiber metrics cost 20–30 % on fork-heavy code and nothing here reads them.
@@ -44,8 +46,9 @@ export const ServiceLive = (settings: Settings, lifecycle: LifecycleShape) =>
   )
 
 /**
- * `replay`: the configured store (with its faults, if any) and the lock, nothing else. The
- * platform FileSystem is loaded here, on demand: the service's start-up never pays for it.
+ * `replay`: the configured store (with its faults, if any) and the lock on an existing DATA_DIR,
+ * nothing else. The platform FileSystem is loaded here, on demand: the service's start-up never
+ * pays for it.
  */
 export const runReplay = (settings: Settings) =>
   Effect.gen(function*() {
@@ -59,7 +62,7 @@ export const runReplay = (settings: Settings) =>
     return yield* replay.replayDeadLetters.pipe(
       Effect.provide(
         Layer.mergeAll(ObjectStoreLive, Metrics.Default, nodeFileSystem.layer, nodePath.layer).pipe(
-          Layer.provide(DataDirLockLive),
+          Layer.provide(ExistingDataDirLockLive),
           Layer.provideMerge(Layer.succeed(AppConfig, settings))
         )
       )

@@ -1,5 +1,5 @@
 /**
- * The HTTP edge (DESIGN §2, §3, §7): a scoped Layer that owns a `node:http` server.
+ * The HTTP edge (DESIGN §2, §3, §7): a scoped Layer that serves the `node:http` listener.
  *
  * The request path runs no fiber: headers are checked, the body read with Node's own events,
  * and the collection admitted through the synchronous `Ingest.admit`. Only rare paths (the
@@ -9,18 +9,16 @@
  * then the listener closes.
  */
 import type { IncomingMessage, ServerResponse } from "node:http"
-import { createServer, STATUS_CODES } from "node:http"
-import { Server as NetServer, type Socket } from "node:net"
+import { STATUS_CODES } from "node:http"
+import type { Socket } from "node:net"
 import { gunzipSync } from "node:zlib"
 import * as Clock from "effect/Clock"
-import * as Data from "effect/Data"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
+import * as LogLevel from "effect/LogLevel"
 import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import { type Rejection, type RejectionReason, rejectionStatus } from "../domain/Rejection.js"
@@ -29,14 +27,14 @@ import { Ingest } from "../services/Ingest.js"
 import { JobQueue, SHUTDOWN_RESERVE_MILLIS } from "../services/JobQueue.js"
 import { beginShutdown, Lifecycle } from "../services/Lifecycle.js"
 import { Metrics } from "../services/Metrics.js"
-
-export class ListenError extends Data.TaggedError("ListenError")<{ readonly message: string }> {}
+import { version } from "../services/Version.js"
+import { HttpListener } from "./HttpListener.js"
 
 const JSON_TYPE = "application/json"
 const INGEST_PATH = "/v1/payloads"
-/** How long the listener may wait for open connections before they are cut (DESIGN §3.4). */
-const CLOSE_GRACE = Duration.seconds(1)
 const IDLE_SWEEP = Duration.millis(100)
+/** How often a drain reports its progress. */
+const DRAIN_PROGRESS_EVERY = Duration.seconds(1)
 /**
  * While draining, a connection with no request in progress for this long is closed. Node's
  * `closeIdleConnections()` also closes a connection whose request bytes have arrived but are not
@@ -76,10 +74,6 @@ const bearerToken = (header: string): string | undefined => {
 const wholeBody = (chunks: ReadonlyArray<Buffer>, size: number): Buffer =>
   chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)
 
-const IDLE_SINCE = Symbol("idleSince")
-const BUSY = -1
-type TrackedSocket = Socket & { [IDLE_SINCE]: number }
-
 /** Node's `socket._httpMessage`: the response in progress on the socket, if any. */
 const responseOnSocket = (socket: Socket): { readonly headersSent?: boolean } | undefined =>
   (socket as Socket & { readonly _httpMessage?: { readonly headersSent?: boolean } })._httpMessage
@@ -90,18 +84,15 @@ const make = Effect.gen(function*() {
   const queue = yield* JobQueue
   const metrics = yield* Metrics
   const lifecycle = yield* Lifecycle
+  const listener = yield* HttpListener
+  const { markIdle } = listener
   const runtime = yield* Effect.runtime<never>()
   const runFork = Runtime.runFork(runtime)
-
-  // Open connections, each marked with since when it has had no request in progress (BUSY while
-  // it has one): what the drain may close. The mark is a field of the socket so that a request
-  // changes no collection: a Map updated twice per request grew V8's old generation by about
-  // 1 MB/s under a flood of refused requests.
-  const connections = new Set<TrackedSocket>()
-  const markIdle = (res: ServerResponse) => {
-    const socket = res.socket as TrackedSocket | null
-    if (socket !== null && !socket.destroyed) socket[IDLE_SINCE] = Date.now()
-  }
+  // Decided once: at other levels a refused request costs no Effect at all.
+  const logRefusals = LogLevel.lessThanEqual(yield* FiberRef.get(FiberRef.currentMinimumLogLevel), LogLevel.Debug)
+  /** A refused request at debug level: the status and why, never the body, token or path. */
+  const logRefusal = (status: number, reason: string, error: string) =>
+    runFork(Effect.logDebug("request refused").pipe(Effect.annotateLogs({ status, reason, error })))
 
   const send = (
     res: ServerResponse,
@@ -122,8 +113,10 @@ const make = Effect.gen(function*() {
   }
 
   const reject = (res: ServerResponse, rejection: Rejection, headers?: Record<string, string>) => {
+    const status = rejectionStatus[rejection.reason]
     metrics.rejected(rejection.reason)
-    send(res, rejectionStatus[rejection.reason], JSON.stringify({ error: rejection.message }), headers)
+    if (logRefusals) logRefusal(status, rejection.reason, rejection.message)
+    send(res, status, JSON.stringify({ error: rejection.message }), headers)
   }
 
   const refuse = (res: ServerResponse, reason: RejectionReason, message: string, headers?: Record<string, string>) =>
@@ -237,8 +230,7 @@ const make = Effect.gen(function*() {
   }
 
   const guarded = (expectsContinue: boolean) => (req: IncomingMessage, res: ServerResponse) => {
-    const socket = req.socket as TrackedSocket
-    socket[IDLE_SINCE] = BUSY
+    listener.markBusy(req)
     try {
       route(req, res, expectsContinue)
     } catch (error) {
@@ -247,32 +239,10 @@ const make = Effect.gen(function*() {
     }
   }
 
-  const server = createServer({
-    requestTimeout: config.requestTimeoutMs,
-    headersTimeout: config.requestTimeoutMs,
-    keepAliveTimeout: config.keepAliveTimeoutMs,
-    // Node checks request deadlines on this interval: 408 arrives within about a second.
-    connectionsCheckingInterval: Math.min(1000, config.requestTimeoutMs)
-  }, guarded(false))
-
+  const server = listener.server
   // Answer `Expect: 100-continue` only after the header checks passed, so a refused client
   // never sends its body.
-  server.on("checkContinue", guarded(true))
-
-  server.on("connection", (connection: Socket) => {
-    const socket = connection as TrackedSocket
-    socket[IDLE_SINCE] = Date.now()
-    connections.add(socket)
-    socket.once("close", () => connections.delete(socket))
-  })
-
-  const closeIdleConnections = () => {
-    const cutoff = Date.now() - IDLE_CUTOFF_MILLIS
-    for (const socket of connections) {
-      const since = socket[IDLE_SINCE]
-      if (since !== BUSY && since <= cutoff) socket.destroy()
-    }
-  }
+  listener.serve(guarded(false), guarded(true))
 
   server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => {
     const response = responseOnSocket(socket)
@@ -286,37 +256,14 @@ const make = Effect.gen(function*() {
       : 400
     if (status === 0) return socket.destroy()
     if (status === 408) metrics.rejected("timeout")
-    const body = JSON.stringify({ error: STATUS_CODES[status]?.toLowerCase() ?? "bad request" })
+    const message = STATUS_CODES[status]?.toLowerCase() ?? "bad request"
+    if (logRefusals) logRefusal(status, status === 408 ? "timeout" : error.code ?? "malformed request", message)
+    const body = JSON.stringify({ error: message })
     socket.end(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${JSON_TYPE}\r\nContent-Length: ${
         Buffer.byteLength(body)
       }\r\nConnection: close\r\n\r\n${body}`
     )
-  })
-
-  const listen = Effect.async<void, ListenError>((resume) => {
-    const onError = (error: Error) => resume(Effect.fail(new ListenError({ message: error.message })))
-    server.once("error", onError)
-    server.listen(config.port, config.host, () => {
-      server.off("error", onError)
-      resume(Effect.void)
-    })
-  })
-
-  /**
-   * Stops listening without `http.Server#close`, which would also close connections whose first
-   * request is still unparsed; open connections are answered (each with `Connection: close`)
-   * and cut after CLOSE_GRACE.
-   */
-  const closeListener = Effect.gen(function*() {
-    const closed = yield* Deferred.make<void>()
-    NetServer.prototype.close.call(server, () => Deferred.unsafeDone(closed, Exit.void))
-    // Interruptible: this runs in a finalizer, where a timeout could not otherwise cut the wait.
-    const awaitClosed = Effect.timeoutOption(Effect.interruptible(Deferred.await(closed)), CLOSE_GRACE)
-    if (Option.isNone(yield* awaitClosed)) {
-      server.closeAllConnections()
-      yield* awaitClosed
-    }
   })
 
   const shutdown = Effect.gen(function*() {
@@ -331,23 +278,48 @@ const make = Effect.gen(function*() {
     // Finalizers run uninterruptibly and a fork inherits that: mark the sweeper interruptible.
     const sweeper = yield* Effect.fork(
       Effect.interruptible(
-        Effect.sync(closeIdleConnections).pipe(Effect.repeat(Schedule.spaced(IDLE_SWEEP)))
+        Effect.sync(() => listener.closeIdle(IDLE_CUTOFF_MILLIS)).pipe(Effect.repeat(Schedule.spaced(IDLE_SWEEP)))
       )
     )
+    // About once a second, so a long drain (a store that is slow, or down behind an open
+    // breaker) is never silent.
+    const progress = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.logInfo("drain progress").pipe(
+        Effect.annotateLogs({ ...queue.stats(), breaker: queue.breakerStatus(), budgetLeftMs: drainUntil - now })
+      ))
+    const reporter = yield* Effect.fork(
+      Effect.interruptible(Effect.sleep(DRAIN_PROGRESS_EVERY).pipe(
+        Effect.zipRight(Effect.repeat(progress, Schedule.spaced(DRAIN_PROGRESS_EVERY)))
+      ))
+    )
     const drained = yield* queue.awaitIdle(drainUntil)
+    yield* Fiber.interrupt(reporter)
     yield* Effect.logInfo(drained ? "queue drained" : "drain budget spent").pipe(Effect.annotateLogs({ ...queue.stats() }))
-    yield* closeListener
+    yield* listener.close
     yield* Fiber.interrupt(sweeper)
     yield* Effect.logInfo("listener closed")
   })
 
-  yield* Effect.acquireRelease(listen, () => shutdown)
-  const address = server.address()
-  const port = typeof address === "object" && address !== null ? address.port : config.port
+  yield* Effect.addFinalizer(() => shutdown)
   yield* Effect.logInfo("listening").pipe(
-    Effect.annotateLogs({ host: config.host, port, storage: config.storage, workers: config.maxWorkers })
+    Effect.annotateLogs({
+      version,
+      host: config.host,
+      port: listener.port,
+      storage: config.storage,
+      ...(config.storage === "s3" ? { bucket: config.s3Bucket } : {}),
+      prefix: config.s3Prefix,
+      dataDir: config.dataDir,
+      workers: config.maxWorkers,
+      batchMaxItems: config.batchMaxItems,
+      batchMaxBytes: config.batchMaxBytes,
+      batchMaxWaitMs: config.batchMaxWaitMs
+    })
   )
 })
 
-export const IngestServerLive: Layer.Layer<never, ListenError, AppConfig | Ingest | JobQueue | Metrics | Lifecycle> =
-  Layer.scopedDiscard(make)
+export const IngestServerLive: Layer.Layer<
+  never,
+  never,
+  AppConfig | Ingest | JobQueue | Metrics | Lifecycle | HttpListener
+> = Layer.scopedDiscard(make)

@@ -27,7 +27,7 @@ export interface DurableWriter {
 const PERMANENT = new Set(["EACCES", "EISDIR", "ENOTDIR", "ELOOP"])
 
 const toStoreError = (what: string, error: NodeJS.ErrnoException): StoreError =>
-  new StoreError({ retryable: !PERMANENT.has(error.code ?? ""), reason: `${what}: ${error.message}` })
+  new StoreError({ retryable: !PERMANENT.has(error.code ?? ""), reason: `${what}: ${error.message}`, code: error.code })
 
 type Callback = (error: NodeJS.ErrnoException | null) => void
 

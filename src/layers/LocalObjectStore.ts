@@ -5,26 +5,29 @@
  * Directories are prepared when the layer is built, with node:fs only: nothing on the way to the
  * first 202 loads @effect/platform's FileSystem (whose error types load effect/Schema).
  */
-import { mkdir, rm } from "node:fs/promises"
+import { constants } from "node:fs"
+import { access, rm } from "node:fs/promises"
 import { join } from "node:path"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { keyFileName } from "../domain/Keys.js"
 import { AppConfig } from "../services/AppConfig.js"
 import { DeadLetter, ObjectStore, StoreError } from "../services/ObjectStore.js"
+import { DataDirUnusable } from "../domain/DataDirErrors.js"
+import { ensureDirectory } from "./DataDir.js"
 import { makeDurableWriter } from "./LocalFiles.js"
 
 /**
  * Creates `root` and clears `tempDir` of files left by an earlier run (a crash mid-write).
  */
-export const prepareDirectories = (root: string, tempDir: string): Effect.Effect<void, StoreError> =>
-  Effect.tryPromise({
-    try: async () => {
-      await mkdir(root, { recursive: true })
-      await rm(tempDir, { recursive: true, force: true })
-      await mkdir(tempDir, { recursive: true })
-    },
-    catch: (error) => new StoreError({ retryable: false, reason: `cannot prepare ${root}: ${String(error)}` })
+export const prepareDirectories = (root: string, tempDir: string): Effect.Effect<void, DataDirUnusable> =>
+  Effect.gen(function*() {
+    yield* ensureDirectory(root)
+    yield* Effect.tryPromise({
+      try: () => rm(tempDir, { recursive: true, force: true }),
+      catch: (cause) => new DataDirUnusable({ problem: `cannot clear ${tempDir} (${String(cause)})`, cause })
+    })
+    yield* ensureDirectory(tempDir)
   })
 
 const durableWriter = (directory: string) =>
@@ -33,18 +36,35 @@ const durableWriter = (directory: string) =>
     const root = join(dataDir, directory)
     const tempDir = join(dataDir, ".tmp", directory)
     yield* prepareDirectories(root, tempDir)
-    return yield* makeDurableWriter(root, tempDir, yield* Effect.scope)
+    const writer = yield* makeDurableWriter(root, tempDir, yield* Effect.scope).pipe(
+      Effect.mapError((error) => new DataDirUnusable({ problem: error.reason, cause: error }))
+    )
+    return { root, writer }
   })
 
-export const LocalObjectStoreLive: Layer.Layer<ObjectStore, StoreError, AppConfig> = Layer.scoped(
+/** The directory is there and writable: what the breaker's probe asks of the local store. */
+const writable = (root: string): Effect.Effect<void, StoreError> =>
+  Effect.tryPromise({
+    try: () => access(root, constants.W_OK),
+    catch: (cause) => {
+      const code = (cause as NodeJS.ErrnoException).code
+      return new StoreError({
+        retryable: code !== "EACCES" && code !== "EROFS",
+        reason: `${root} is not writable: ${String(cause)}`,
+        code
+      })
+    }
+  })
+
+export const LocalObjectStoreLive: Layer.Layer<ObjectStore, DataDirUnusable, AppConfig> = Layer.scoped(
   ObjectStore,
-  Effect.map(durableWriter("objects"), (writer) => ObjectStore.of({ put: writer.write }))
+  Effect.map(durableWriter("objects"), ({ root, writer }) => ObjectStore.of({ put: writer.write, check: writable(root) }))
 )
 
-export const DeadLetterDirLive: Layer.Layer<DeadLetter, StoreError, AppConfig> = Layer.scoped(
+export const DeadLetterDirLive: Layer.Layer<DeadLetter, DataDirUnusable, AppConfig> = Layer.scoped(
   DeadLetter,
   Effect.map(
     durableWriter("dead-letter"),
-    (writer) => DeadLetter.of({ write: (key, body) => writer.write(keyFileName(key), body) })
+    ({ writer }) => DeadLetter.of({ write: (key, body) => writer.write(keyFileName(key), body) })
   )
 )

@@ -15,6 +15,7 @@ const levels: Record<LogLevelName, LogLevel.LogLevel> = {
   trace: LogLevel.Trace,
   debug: LogLevel.Debug,
   info: LogLevel.Info,
+  warn: LogLevel.Warning,
   warning: LogLevel.Warning,
   error: LogLevel.Error,
   fatal: LogLevel.Fatal,

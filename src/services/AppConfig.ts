@@ -8,17 +8,20 @@ import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import * as ConfigErrors from "effect/ConfigError"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { variableToFlag } from "../domain/Cli.js"
+import { type KnownSettings, variableToFlag } from "../domain/Cli.js"
 import { type FaultPlan, parseFaults } from "../domain/Faults.js"
 import { normalisePrefix } from "../domain/Keys.js"
 
 export type Storage = "local" | "s3"
 export type Checksum = "WHEN_REQUIRED" | "WHEN_SUPPORTED"
-export type LogLevelName = "all" | "trace" | "debug" | "info" | "warning" | "error" | "fatal" | "none"
+export const logLevelNames = ["all", "trace", "debug", "info", "warn", "warning", "error", "fatal", "none"] as const
+export type LogLevelName = (typeof logLevelNames)[number]
 
 export interface Settings {
   readonly host: string
@@ -69,13 +72,37 @@ interface SettingDoc {
   readonly variable: string
   readonly default: string
   readonly help: string
+  /** A yes/no setting: a bare `--flag` means true. */
+  readonly boolean: boolean
 }
 
 const docs: Array<SettingDoc> = []
 
-const describe = <A>(variable: string, defaultText: string, help: string, config: Config.Config<A>) => {
-  docs.push({ variable, default: defaultText, help })
+const describe = <A>(variable: string, defaultText: string, help: string, config: Config.Config<A>, boolean = false) => {
+  docs.push({ variable, default: defaultText, help, boolean })
   return config
+}
+
+/**
+ * A setting parsed from its text. A variable set to "" is refused rather than read as 0 or as
+ * unset: `MAX_WORKERS=` is a mistake more often than a wish for the default.
+ */
+const parsed = <A>(variable: string, parse: (text: string) => Either.Either<A, string>) =>
+  Config.string(variable).pipe(
+    Config.mapOrFail((text) =>
+      Either.mapLeft(
+        text.trim() === "" ? Either.left("is empty (unset it for the default)") : parse(text.trim()),
+        (message) => ConfigErrors.InvalidData([], message)
+      )
+    )
+  )
+
+const integerIn = (min: number, max: number) => (text: string): Either.Either<number, string> => {
+  const n = Number(text)
+  const range = max === Number.MAX_SAFE_INTEGER ? `an integer ≥ ${min}` : `an integer from ${min} to ${max}`
+  return /^[+-]?\d+$/.test(text) && n >= min && n <= max
+    ? Either.right(n)
+    : Either.left(`must be ${range}, got "${text}"`)
 }
 
 const int = (variable: string, fallback: number, min: 0 | 1, help: string) =>
@@ -83,21 +110,22 @@ const int = (variable: string, fallback: number, min: 0 | 1, help: string) =>
     variable,
     String(fallback),
     help,
-    Config.integer(variable).pipe(
-      Config.validate({ message: `must be an integer ≥ ${min}`, validation: (n) => n >= min }),
-      Config.withDefault(fallback)
-    )
+    parsed(variable, integerIn(min, Number.MAX_SAFE_INTEGER)).pipe(Config.withDefault(fallback))
   )
 
 const text = (variable: string, fallback: string, help: string) =>
   describe(variable, fallback === "" ? '""' : fallback, help, Config.string(variable).pipe(Config.withDefault(fallback)))
 
+/** Unset, or set to "", means no value. */
 const optionalText = (variable: string, help: string) =>
   describe(
     variable,
     "unset",
     help,
-    Config.string(variable).pipe(Config.option, Config.map(Option.getOrUndefined))
+    Config.string(variable).pipe(
+      Config.option,
+      Config.map((value) => Option.getOrUndefined(Option.filter(value, (v) => v !== "")))
+    )
   )
 
 const oneOf = <const L extends ReadonlyArray<string>>(variable: string, fallback: L[number], help: string, ...values: L) =>
@@ -108,16 +136,19 @@ const oneOf = <const L extends ReadonlyArray<string>>(variable: string, fallback
     Config.literal(...values)(variable).pipe(Config.withDefault(fallback))
   )
 
+/** An http(s) URL: anything else would only fail at the first upload, as a connection error. */
+const endpointUrl = (text: string): Either.Either<string, string> => {
+  const valid = URL.canParse(text) && ["http:", "https:"].includes(new URL(text).protocol)
+  return valid ? Either.right(text) : Either.left(`must be an http:// or https:// URL, got "${text}"`)
+}
+
 const settingsConfig = Config.all({
   host: text("HOST", "0.0.0.0", "listen address"),
   port: describe(
     "PORT",
     "8080",
     "listen port (0 picks a free port)",
-    Config.integer("PORT").pipe(
-      Config.validate({ message: "must be an integer from 0 to 65535", validation: (n) => n >= 0 && n <= 65535 }),
-      Config.withDefault(8080)
-    )
+    parsed("PORT", integerIn(0, 65535)).pipe(Config.withDefault(8080))
   ),
   maxWorkers: int("MAX_WORKERS", 16, 1, "upload fibers"),
   maxQueue: int("MAX_QUEUE", 100_000, 1, "queued payloads (bound)"),
@@ -138,10 +169,12 @@ const settingsConfig = Config.all({
     "SHED_HIGH_WATER",
     "0.8",
     "queue fill above which intake sheds while the breaker is open",
-    Config.number("SHED_HIGH_WATER").pipe(
-      Config.validate({ message: "must be a number in (0, 1]", validation: (n) => n > 0 && n <= 1 }),
-      Config.withDefault(0.8)
-    )
+    parsed("SHED_HIGH_WATER", (text) => {
+      const n = Number(text)
+      return /^\d*\.?\d+$/.test(text) && n > 0 && n <= 1
+        ? Either.right(n)
+        : Either.left(`must be a number in (0, 1], got "${text}"`)
+    }).pipe(Config.withDefault(0.8))
   ),
   shutdownTimeoutMs: int("SHUTDOWN_TIMEOUT_MS", 25_000, 1, "signal → exit budget"),
   shutdownDelayMs: int("SHUTDOWN_DELAY_MS", 0, 0, "intake kept open after the signal"),
@@ -158,12 +191,25 @@ const settingsConfig = Config.all({
       Config.withDefault("us-east-1")
     )
   ),
-  s3Endpoint: optionalText("S3_ENDPOINT", "S3-compatible endpoint URL"),
+  s3Endpoint: describe(
+    "S3_ENDPOINT",
+    "unset",
+    "S3-compatible endpoint URL (http:// or https://)",
+    Config.string("S3_ENDPOINT").pipe(
+      Config.mapOrFail((text) =>
+        text === ""
+          ? Either.right(undefined)
+          : Either.mapLeft(endpointUrl(text), (message) => ConfigErrors.InvalidData([], message))
+      ),
+      Config.withDefault(undefined)
+    )
+  ),
   s3ForcePathStyle: describe(
     "S3_FORCE_PATH_STYLE",
     "false",
     "path-style bucket addressing",
-    Config.boolean("S3_FORCE_PATH_STYLE").pipe(Config.withDefault(false))
+    Config.boolean("S3_FORCE_PATH_STYLE").pipe(Config.withDefault(false)),
+    true
   ),
   s3Checksum: oneOf("S3_CHECKSUM", "WHEN_REQUIRED", "request checksums", "WHEN_REQUIRED", "WHEN_SUPPORTED"),
   ingestTokens: optionalText("INGEST_TOKENS", "comma-separated token allow-list"),
@@ -172,23 +218,17 @@ const settingsConfig = Config.all({
     "STORE_FAULTS",
     "fault injection around the store, e.g. latency=200ms±100,error=0.2:SlowDown,hang=0.01,applied-then-500=0.05"
   ),
-  logLevel: oneOf(
-    "LOG_LEVEL",
-    "info",
-    "log level",
-    "all",
-    "trace",
-    "debug",
-    "info",
-    "warning",
-    "error",
-    "fatal",
-    "none"
-  )
+  logLevel: oneOf("LOG_LEVEL", "info", "log level", ...logLevelNames)
 })
 
 /** The settings table for `--help`. */
 export const settingDocs: ReadonlyArray<SettingDoc> = docs
+
+/** What the command line may set. */
+export const knownSettings: KnownSettings = {
+  variables: new Set(docs.map((doc) => doc.variable)),
+  booleans: new Set(docs.filter((doc) => doc.boolean).map((doc) => doc.variable))
+}
 
 /** The leaves of a ConfigError, invalid values before missing ones (flags fall back to env). */
 const leaves = (error: ConfigError.ConfigError): Array<ConfigError.ConfigError> =>
@@ -265,6 +305,7 @@ export const helpText = (): string => {
     "  node dist/main.js service [--setting value ...]   run the ingest service",
     "  node dist/main.js replay  [--setting value ...]   re-upload dead-lettered batches under their original keys",
     "  node dist/main.js --help                          this text",
+    "  node dist/main.js --version                       the version",
     "",
     "Settings (environment variable / flag, default, meaning); a flag overrides the variable:",
     ...table,

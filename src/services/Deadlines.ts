@@ -62,7 +62,9 @@ export const makeDeadlines = (millis: number): Effect.Effect<Deadlines, never, S
 
     const within = <A, E>(self: Effect.Effect<A, E>): Effect.Effect<Option.Option<A>, E> =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(Effect.fork(restore(self)), (fiber) =>
+        // The child ends in its Exit rather than its failure: the caller handles the failure, and
+        // a failed fiber would be logged as "terminated with an unhandled error".
+        Effect.flatMap(Effect.fork(Effect.exit(restore(self))), (fiber) =>
           Effect.flatMap(Clock.currentTimeMillis, (now) => {
             const entry: InFlight = { fiber, due: now + millis, timedOut: false }
             inFlight.push(entry)
@@ -73,8 +75,9 @@ export const makeDeadlines = (millis: number): Effect.Effect<Deadlines, never, S
                 settle(entry)
                 return Effect.zipRight(Fiber.interrupt(fiber), Effect.failCause(cause))
               },
-              onSuccess: (exit) => {
+              onSuccess: (child) => {
                 settle(entry)
+                const exit = Exit.flatten(child)
                 return entry.timedOut && Exit.isInterrupted(exit)
                   ? Effect.succeedNone
                   : Exit.match(exit, { onFailure: Effect.failCause, onSuccess: Effect.succeedSome })

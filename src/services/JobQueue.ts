@@ -35,7 +35,7 @@ import { type Arrival, makeSlabs } from "../domain/Slabs.js"
 import { AppConfig } from "./AppConfig.js"
 import { beginShutdown, Lifecycle } from "./Lifecycle.js"
 import { Metrics } from "./Metrics.js"
-import { DeadLetter, ObjectStore, type StoreError } from "./ObjectStore.js"
+import { DeadLetter, ObjectStore, type StoreError, storeErrorFields } from "./ObjectStore.js"
 import { RingBuffer } from "./RingBuffer.js"
 import { makeUploader } from "./Uploader.js"
 
@@ -254,7 +254,8 @@ const make = Effect.gen(function*() {
       }
     })
 
-  const deadLetterBatch = (key: string, count: number, body: Uint8Array, why: string) =>
+  /** `why`: the fields of the log line that say why the batch was not stored. */
+  const deadLetterBatch = (key: string, count: number, body: Uint8Array, why: Record<string, unknown>) =>
     deadLetter.write(key, body).pipe(
       Effect.matchEffect({
         onSuccess: () =>
@@ -264,7 +265,7 @@ const make = Effect.gen(function*() {
           }).pipe(
             Effect.zipRight(
               Effect.logWarning("batch dead-lettered").pipe(
-                Effect.annotateLogs({ key, payloads: count, reason: why })
+                Effect.annotateLogs({ key, payloads: count, ...why })
               )
             )
           ),
@@ -332,7 +333,7 @@ const make = Effect.gen(function*() {
           onSuccess: () => book(markStored(count, acceptances)),
           onFailure: (cause) => {
             const error = cause._tag === "Fail" ? cause.error : undefined
-            const why = error !== undefined ? error.reason : "upload defect"
+            const why = error !== undefined ? storeErrorFields(error) : { reason: "upload defect" }
             return book(
               (error === undefined ? Effect.logError("upload defect", cause) : Effect.void).pipe(
                 Effect.zipRight(deadLetterBatch(key, count, body, why))
@@ -431,7 +432,7 @@ const make = Effect.gen(function*() {
     for (const hold of holds) {
       if (hold.lines > 0) {
         const key = hold.key ?? objectKey(config.s3Prefix, yield* Clock.currentTimeMillis, instance, ++sequence)
-        yield* deadLetterBatch(key, hold.lines, hold.encoded ?? encodeLeftover(hold.jobs), "shutdown before upload")
+        yield* deadLetterBatch(key, hold.lines, hold.encoded ?? encodeLeftover(hold.jobs), { reason: "shutdown before upload" })
         release(hold)
       }
     }
@@ -449,7 +450,7 @@ const make = Effect.gen(function*() {
     Effect.gen(function*() {
       for (const batch of batchesOf(jobs, config.batchMaxItems, config.batchMaxBytes)) {
         const key = objectKey(config.s3Prefix, yield* Clock.currentTimeMillis, instance, ++sequence)
-        yield* deadLetterBatch(key, payloadCount(batch), encodeLeftover(batch), "shutdown before upload")
+        yield* deadLetterBatch(key, payloadCount(batch), encodeLeftover(batch), { reason: "shutdown before upload" })
       }
     })
 
@@ -477,6 +478,7 @@ const make = Effect.gen(function*() {
     offer,
     /** The store breaker is open or probing. */
     storeDown: uploader.storeDown,
+    breakerStatus: uploader.breakerStatus,
     awaitIdle,
     stats,
     /** Seconds a refused client should wait: queue depth over the measured drain rate, 1–60. */

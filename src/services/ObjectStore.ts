@@ -2,7 +2,9 @@
  * Where batches land. Implementations: S3 and the embedded local store (src/layers), and
  * test stores (test/support). `put` must be interruptible down to the I/O: the Uploader's
  * deadline interrupts it, and an implementation over a Promise API passes the AbortSignal of
- * `Effect.tryPromise` on, so a timed-out PUT cannot land later.
+ * `Effect.tryPromise` on, so a deadline closes the socket rather than leave the request running.
+ * A store may still apply a PUT it had fully received before the socket closed; a batch keeps
+ * its key and bytes, so such a late write is identical to the one a retry or replay makes.
  */
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -13,7 +15,19 @@ export class StoreError extends Data.TaggedError("StoreError")<{
   readonly retryable: boolean
   /** A short description for logs; never contains payload data. */
   readonly reason: string
+  /** The store's error code (`SlowDown`, `NoSuchBucket`) or the system's (`ECONNRESET`, `EACCES`). */
+  readonly code?: string | undefined
+  /** The HTTP status the store answered with, when it answered. */
+  readonly status?: number | undefined
 }> {}
+
+/** The fields of a StoreError a log line carries. */
+export const storeErrorFields = (error: StoreError): Record<string, string | number | boolean> => ({
+  reason: error.reason,
+  retryable: error.retryable,
+  ...(error.code === undefined ? {} : { code: error.code }),
+  ...(error.status === undefined ? {} : { status: error.status })
+})
 
 export interface ObjectStoreShape {
   /**
@@ -22,6 +36,12 @@ export interface ObjectStoreShape {
    * batch, so an implementation that keeps the bytes beyond its effect copies them.
    */
   readonly put: (key: string, body: Uint8Array) => Effect.Effect<void, StoreError>
+  /**
+   * A cheap check that the store answers and its target is there (S3: HEAD of the bucket; the
+   * local store: its directory is writable). The breaker's probe, so that a store that came
+   * back is noticed without a batch to try.
+   */
+  readonly check: Effect.Effect<void, StoreError>
 }
 
 export class ObjectStore extends Context.Tag("s3-ingest/ObjectStore")<ObjectStore, ObjectStoreShape>() {}

@@ -1,13 +1,20 @@
 /**
- * The store-independent upload policy around `ObjectStore.put` (DESIGN §2): a deadline per
- * attempt that interrupts the store (and so aborts its socket), retries of retryable failures
- * with full-jitter backoff, the circuit breaker shared by every worker, and the attempt metrics.
+ * The store-independent upload policy around `ObjectStore.put`: a deadline per attempt that
+ * interrupts the store (and so aborts its socket), retries of retryable failures with
+ * full-jitter backoff, the circuit breaker shared by every worker, and the attempt metrics.
  * The deadlines are kept by one fiber in the caller's scope (Deadlines).
+ *
+ * While the breaker is open the service holds its batches (`whileOpen: "hold"`): an upload waits
+ * for the breaker to close, and one fiber probes the store with `ObjectStore.check` each time a
+ * cooldown ends, whether or not a batch is waiting, so a replica that a load balancer took out
+ * of rotation still notices that its store came back. A one-shot command (`replay`) cannot wait
+ * out an outage: with `whileOpen: "fail"` an upload fails as soon as the breaker opens.
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
-import * as Exit from "effect/Exit"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
@@ -16,15 +23,19 @@ import {
   breakerGauge,
   type BreakerSettings,
   type BreakerState,
+  type BreakerStatus,
   closedBreaker,
   onFailure,
+  onProbeFailure,
+  onProbeStart,
+  onProbeSuccess,
   onSuccess,
-  permit
+  probeDue
 } from "../domain/Breaker.js"
 import type { Settings } from "./AppConfig.js"
 import { type Deadlines, makeDeadlines } from "./Deadlines.js"
 import type { Metrics } from "./Metrics.js"
-import { type ObjectStoreShape, StoreError } from "./ObjectStore.js"
+import { type ObjectStoreShape, StoreError, storeErrorFields } from "./ObjectStore.js"
 
 export type Upload = (key: string, body: Uint8Array) => Effect.Effect<void, StoreError>
 
@@ -32,59 +43,128 @@ export interface Uploader {
   readonly upload: Upload
   /** True while the breaker is open or probing: `/readyz` answers 503 and intake may shed. */
   readonly storeDown: () => boolean
+  readonly breakerStatus: () => BreakerStatus
 }
 
-type UploaderSettings = Pick<Settings, "uploadTimeoutMs" | "uploadRetries" | "breakerFailures" | "breakerCooldownMs">
+export type UploaderSettings = Pick<
+  Settings,
+  "uploadTimeoutMs" | "uploadRetries" | "breakerFailures" | "breakerCooldownMs"
+>
+
+export interface UploaderOptions {
+  readonly whileOpen: "hold" | "fail"
+}
 
 export const makeUploader = (
   store: ObjectStoreShape,
   metrics: Metrics,
-  settings: UploaderSettings
+  settings: UploaderSettings,
+  options: UploaderOptions = { whileOpen: "hold" }
 ): Effect.Effect<Uploader, never, Scope.Scope> =>
-  Effect.map(makeDeadlines(settings.uploadTimeoutMs), (deadlines) => uploaderWith(store, metrics, settings, deadlines))
+  Effect.gen(function*() {
+    const deadlines = yield* makeDeadlines(settings.uploadTimeoutMs)
+    const breaker = yield* makeBreaker(metrics, {
+      failures: settings.breakerFailures,
+      cooldownMillis: settings.breakerCooldownMs
+    })
+    if (options.whileOpen === "hold") {
+      // Layers are built uninterruptibly and a fork inherits that.
+      yield* Effect.forkScoped(Effect.interruptible(probeWhenDue(breaker, store, deadlines, settings)))
+    }
+    return uploaderWith(store, metrics, settings, options, deadlines, breaker)
+  })
+
+interface Breaker {
+  readonly state: () => BreakerState
+  /** Moves to `f(state)` in one step, so concurrent workers cannot lose each other's updates. */
+  readonly update: (f: (state: BreakerState) => BreakerState, failure?: StoreError) => Effect.Effect<void>
+  /** Waits until the breaker is closed. */
+  readonly closed: Effect.Effect<void>
+  /** Waits until the breaker is open (not probing). */
+  readonly opened: Effect.Effect<void>
+  readonly settings: BreakerSettings
+}
+
+const makeBreaker = (metrics: Metrics, settings: BreakerSettings): Effect.Effect<Breaker> =>
+  Effect.gen(function*() {
+    let state = closedBreaker(settings)
+    const closedGate = yield* Effect.makeLatch(true)
+    const openGate = yield* Effect.makeLatch(false)
+    metrics.setBreakerState(0)
+
+    const update = (f: (state: BreakerState) => BreakerState, failure?: StoreError) =>
+      Effect.suspend(() => {
+        const before = state.status
+        state = f(state)
+        if (state.status === "closed") closedGate.unsafeOpen()
+        else closedGate.unsafeClose()
+        if (state.status === "open") openGate.unsafeOpen()
+        else openGate.unsafeClose()
+        metrics.setBreakerState(breakerGauge(state.status))
+        if (before === state.status) return Effect.void
+        // Logged per transition, not per payload or attempt: a store that is down for an hour
+        // writes a line per cooldown, not a flood.
+        return state.status === "open"
+          ? Effect.logWarning("store breaker open").pipe(
+            Effect.annotateLogs({
+              cooldownMs: state.cooldownMillis,
+              ...(failure === undefined ? {} : storeErrorFields(failure))
+            })
+          )
+          : Effect.logInfo(`store breaker ${state.status}`)
+      })
+
+    return { state: () => state, update, closed: closedGate.await, opened: openGate.await, settings }
+  })
+
+/**
+ * The half-open probe: each time the breaker's cooldown ends, one store check under the upload
+ * deadline. An upload that settles while the check runs decides instead (a success closes the
+ * breaker), and the check's outcome is then dropped.
+ */
+const probeWhenDue = (
+  breaker: Breaker,
+  store: ObjectStoreShape,
+  deadlines: Deadlines,
+  settings: UploaderSettings
+): Effect.Effect<never> =>
+  Effect.gen(function*() {
+    yield* breaker.opened
+    const now = yield* Clock.currentTimeMillis
+    if (!probeDue(breaker.state(), now)) {
+      return yield* Effect.sleep(Duration.millis(breaker.state().openUntil - now))
+    }
+    yield* breaker.update(onProbeStart)
+    const exit = yield* Effect.exit(deadlines.within(store.check))
+    const after = yield* Clock.currentTimeMillis
+    if (Exit.isSuccess(exit) && Option.isSome(exit.value)) return yield* breaker.update(onProbeSuccess)
+    const failure = Exit.match(exit, {
+      onSuccess: () =>
+        new StoreError({
+          retryable: true,
+          reason: `store check timed out after ${settings.uploadTimeoutMs} ms`,
+          code: "Timeout"
+        }),
+      onFailure: (cause) =>
+        Option.getOrElse(Cause.failureOption(cause), () => new StoreError({ retryable: true, reason: "store check died" }))
+    })
+    yield* breaker.update((state) => onProbeFailure(state, after), failure)
+  }).pipe(Effect.forever)
 
 const uploaderWith = (
   store: ObjectStoreShape,
   metrics: Metrics,
   settings: UploaderSettings,
-  deadlines: Deadlines
+  options: UploaderOptions,
+  deadlines: Deadlines,
+  breaker: Breaker
 ): Uploader => {
-  const breakerSettings: BreakerSettings = {
-    failures: settings.breakerFailures,
-    cooldownMillis: settings.breakerCooldownMs
-  }
-  let breaker: BreakerState = closedBreaker(breakerSettings)
-
-  const transition = (next: BreakerState, reason?: string) =>
-    Effect.suspend(() => {
-      const before = breaker.status
-      breaker = next
-      metrics.setBreakerState(breakerGauge(next.status))
-      if (before === next.status) return Effect.void
-      // Logged per transition, not per payload or attempt: a store that is down for an hour
-      // writes a line per cooldown, not a flood.
-      return next.status === "open"
-        ? Effect.logWarning("store breaker open").pipe(
-          Effect.annotateLogs({ cooldownMs: next.cooldownMillis, ...(reason === undefined ? {} : { reason }) })
-        )
-        : Effect.logInfo(`store breaker ${next.status}`)
-    })
-
-  /** Waits until the breaker lets an attempt through; true when that attempt is the probe. */
-  const enterOpen: Effect.Effect<boolean> = Effect.gen(function*() {
-    while (true) {
-      const decision = permit(breaker, yield* Clock.currentTimeMillis)
-      if (decision._tag === "Attempt") {
-        yield* transition(decision.next)
-        return decision.probe
-      }
-      yield* Effect.sleep(Duration.millis(decision.millis))
-    }
-  })
-  // A closed breaker lets every attempt through unchanged: that path, taken once per batch, needs
-  // neither the clock nor a transition.
-  const notProbe = Effect.succeed(false)
-  const enter: Effect.Effect<boolean> = Effect.suspend(() => breaker.status === "closed" ? notProbe : enterOpen)
+  const failFast = options.whileOpen === "fail"
+  const breakerOpen = new StoreError({ retryable: true, reason: "store breaker open", code: "BreakerOpen" })
+  // A closed breaker lets every attempt through: that path, taken once per batch, costs one check.
+  const enter: Effect.Effect<void, StoreError> = Effect.suspend(() =>
+    breaker.state().status === "closed" ? Effect.void : failFast ? Effect.fail(breakerOpen) : breaker.closed
+  )
 
   const attempt = (key: string, body: Uint8Array) =>
     Effect.gen(function*() {
@@ -99,52 +179,47 @@ const uploaderWith = (
       if (Option.isNone(result.right)) {
         metrics.attempt("timeout")
         return Option.some(
-          new StoreError({ retryable: true, reason: `attempt timed out after ${settings.uploadTimeoutMs} ms` })
+          new StoreError({
+            retryable: true,
+            reason: `attempt timed out after ${settings.uploadTimeoutMs} ms`,
+            code: "Timeout"
+          })
         )
       }
       metrics.attempt("ok")
       return Option.none<StoreError>()
     })
 
+  const base = breaker.settings.cooldownMillis
   const upload: Upload = (key, body) =>
     Effect.gen(function*() {
       let retriesUsed = 0
       while (true) {
-        const probe = yield* enter
-        const failure = yield* attempt(key, body).pipe(
-          // A probe that dies or is interrupted must still hand the half-open slot back,
-          // or no probe would ever run again.
-          Effect.onExit((exit) =>
-            probe && Exit.isFailure(exit)
-              ? Effect.flatMap(Clock.currentTimeMillis, (now) =>
-                transition(onFailure(breaker, breakerSettings, now, { retryable: true, probe }), "probe did not finish"))
-              : Effect.void
-          )
-        )
+        yield* enter
+        const failure = yield* attempt(key, body)
         if (Option.isNone(failure)) {
-          // Any success proves the store works: it resets the count of consecutive failures too.
-          if (breaker.status !== "closed" || breaker.failures > 0) yield* transition(onSuccess(breakerSettings))
+          // Any success proves the store works: it resets the count of consecutive failures and
+          // the cooldown too.
+          const state = breaker.state()
+          if (state.status !== "closed" || state.failures > 0 || state.cooldownMillis !== base) {
+            yield* breaker.update(() => onSuccess(breaker.settings))
+          }
           return
         }
         const error = failure.value
-        yield* transition(
-          onFailure(breaker, breakerSettings, yield* Clock.currentTimeMillis, { retryable: error.retryable, probe }),
-          error.reason
-        )
-        yield* Effect.logDebug("upload attempt failed").pipe(
-          Effect.annotateLogs({ key, reason: error.reason, retryable: error.retryable, probe })
-        )
-        if (!error.retryable) return yield* error
-        // A failed probe only confirms the outage: it does not spend this batch's retries, so
-        // batches are held, not dead-lettered, while the store is down.
-        if (!probe) {
-          if (retriesUsed >= settings.uploadRetries) return yield* error
-          retriesUsed++
-          const wait = backoffMillis(retriesUsed, yield* Random.next)
-          yield* Effect.sleep(Duration.millis(wait))
-        }
+        const now = yield* Clock.currentTimeMillis
+        yield* breaker.update((state) => onFailure(state, breaker.settings, now, error.retryable), error)
+        yield* Effect.logDebug("upload attempt failed").pipe(Effect.annotateLogs({ key, ...storeErrorFields(error) }))
+        if (!error.retryable || retriesUsed >= settings.uploadRetries) return yield* error
+        if (failFast && breaker.state().status !== "closed") return yield* error
+        retriesUsed++
+        yield* Effect.sleep(Duration.millis(backoffMillis(retriesUsed, yield* Random.next)))
       }
     })
 
-  return { upload, storeDown: () => breaker.status !== "closed" }
+  return {
+    upload,
+    storeDown: () => breaker.state().status !== "closed",
+    breakerStatus: () => breaker.state().status
+  }
 }

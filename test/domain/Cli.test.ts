@@ -3,10 +3,13 @@
  * `--max-workers 8` or `--max-workers=8`.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { type CliRequest, flagToVariable, parseArgs, variableToFlag } from "../../src/domain/Cli.js"
-import { settingDocs } from "../../src/services/AppConfig.js"
+import { type CliRequest, flagToVariable, type KnownSettings, parseArgs, variableToFlag } from "../../src/domain/Cli.js"
+import { knownSettings, settingDocs } from "../../src/services/AppConfig.js"
 
-const known: ReadonlySet<string> = new Set(["MAX_WORKERS", "S3_FORCE_PATH_STYLE", "S3_PREFIX", "PORT", "DATA_DIR"])
+const known: KnownSettings = {
+  variables: new Set(["MAX_WORKERS", "S3_FORCE_PATH_STYLE", "S3_PREFIX", "PORT", "DATA_DIR"]),
+  booleans: new Set(["S3_FORCE_PATH_STYLE"])
+}
 
 const parse = (...argv: ReadonlyArray<string>): CliRequest => parseArgs(argv, known)
 
@@ -34,6 +37,12 @@ describe("parseArgs: commands", () => {
     }
     const replay = parse("replay")
     assert.isTrue(replay._tag === "Run" && replay.command === "replay")
+  })
+
+  it("answers Version to --version and version, before anything else is checked", () => {
+    for (const argv of [["--version"], ["version"], ["service", "--version"], ["replay", "--bogus", "--version"]]) {
+      assert.deepStrictEqual(parse(...argv), { _tag: "Version" }, argv.join(" "))
+    }
   })
 
   it("answers Help to --help, -h, help and no arguments", () => {
@@ -64,7 +73,15 @@ describe("parseArgs: flags", () => {
     })
   })
 
-  it("reads a flag without a value as true", () => {
+  it("refuses a flag without a value unless its setting is yes/no, naming the flag", () => {
+    for (const argv of [["service", "--max-workers"], ["service", "--max-workers", "--port", "1"]]) {
+      const message = invalidMessage(...argv)
+      assert.include(message, "--max-workers needs a value")
+      assert.notInclude(message, "true")
+    }
+  })
+
+  it("reads a yes/no flag without a value as true", () => {
     assert.deepStrictEqual(flagsOf("service", "--s3-force-path-style"), { S3_FORCE_PATH_STYLE: "true" })
     assert.deepStrictEqual(flagsOf("service", "--s3-force-path-style", "--max-workers", "8"), {
       S3_FORCE_PATH_STYLE: "true",
@@ -110,7 +127,7 @@ describe("flag and variable names", () => {
       const flag = variableToFlag(variable)
       assert.match(flag, /^--[a-z0-9]+(-[a-z0-9]+)*$/)
       assert.strictEqual(flagToVariable(flag.slice(2)), variable)
-      const request = parseArgs(["service", `${flag}=v`], new Set(settingDocs.map((d) => d.variable)))
+      const request = parseArgs(["service", `${flag}=v`], knownSettings)
       assert.isTrue(request._tag === "Run" && request.flags.get(variable) === "v", variable)
     }
   })

@@ -50,7 +50,7 @@ describe("replay", () => {
     expect(readLines(join(dataDir, "objects")).map((l) => l.id).sort()).toEqual([...ids].sort())
     const summary = first.stdout.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Record<string, unknown>)
       .find((l) => l.message === "replay finished")
-    expect(summary).toMatchObject({ replayed: files.length, failed: 0, payloads: ids.length })
+    expect(summary).toMatchObject({ files: files.length, stored: files.length, failed: 0, left: 0, payloads: ids.length })
 
     const second = replay(dataDir)
     expect(second.status).toBe(0)
@@ -73,7 +73,11 @@ describe("DATA_DIR lock", () => {
     expect(lock.pid).toBe(service.child.pid)
     const refused = replay(service.dataDir)
     expect(refused.status).not.toBe(0)
-    expect(refused.stderr).toMatch(/held by process/)
+    expect(refused.stderr).toBe(
+      `s3-ingest: DATA_DIR ${service.dataDir} is in use: process ${service.child.pid} holds ${
+        join(service.dataDir, "s3-ingest.lock")
+      }\n`
+    )
 
     const second = spawnSync(process.execPath, [MAIN, "service"], {
       env: { PATH: process.env.PATH ?? "", DATA_DIR: service.dataDir, PORT: "0", HOST: "127.0.0.1" },

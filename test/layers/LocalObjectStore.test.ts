@@ -17,6 +17,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import { DataDirUnusable } from "../../src/domain/DataDirErrors.js"
 import { DeadLetterDirLive, LocalObjectStoreLive } from "../../src/layers/LocalObjectStore.js"
 import { testLayer } from "../../src/services/AppConfig.js"
 import { DeadLetter, ObjectStore, StoreError } from "../../src/services/ObjectStore.js"
@@ -62,6 +63,16 @@ const storeErrorOf = <A>(exit: Exit.Exit<A, StoreError>): StoreError => {
   if (Option.isNone(failure)) throw new Error(`expected a StoreError, got ${Cause.pretty(exit.cause)}`)
   assert.instanceOf(failure.value, StoreError)
   assert.isString(failure.value.reason)
+  return failure.value
+}
+
+/** The DataDirUnusable of a start that failed; a success or anything else fails the test. */
+const unusableOf = <A, E>(exit: Exit.Exit<A, E>): DataDirUnusable => {
+  if (Exit.isSuccess(exit)) throw new Error("expected a failure, it succeeded")
+  const failure = Cause.failureOption(exit.cause)
+  if (Option.isNone(failure) || !(failure.value instanceof DataDirUnusable)) {
+    throw new Error(`expected DataDirUnusable, got ${Cause.pretty(exit.cause)}`)
+  }
   return failure.value
 }
 
@@ -164,16 +175,14 @@ describe("LocalObjectStoreLive", () => {
       assert.isFalse(existsSync(join(dataDir, "objects", key)), "and never renamed into place")
     }))
 
-  it.scopedLive("fails with a StoreError when the objects directory is a regular file, leaving no temp file", () =>
+  it.scopedLive("refuses to start, naming the path, when the objects directory is a regular file", () =>
     Effect.gen(function*() {
       const dataDir = yield* tempDataDir
       writeFileSync(join(dataDir, "objects"), "not a directory")
-      for (const key of [KEY, "top-level.ndjson"]) {
-        const exit = yield* Effect.exit(Effect.flatMap(buildStore(dataDir), (store) => store.put(key, bytes(key))))
-        storeErrorOf(exit)
-        assert.strictEqual(readFileSync(join(dataDir, "objects"), "utf8"), "not a directory")
-        assert.deepStrictEqual(filesUnder(join(dataDir, ".tmp")), [], key)
-      }
+      const error = unusableOf(yield* Effect.exit(buildStore(dataDir)))
+      assert.strictEqual(error.problem, `${join(dataDir, "objects")} is not a directory`)
+      assert.strictEqual(readFileSync(join(dataDir, "objects"), "utf8"), "not a directory")
+      assert.deepStrictEqual(filesUnder(join(dataDir, ".tmp")), [])
     }))
 
   it.scopedLive("fails with a StoreError when the key's path is taken by a directory, leaving no temp file", () =>
@@ -192,14 +201,24 @@ describe("LocalObjectStoreLive", () => {
       assert.deepStrictEqual(readFileSync(join(dataDir, "objects", KEY)), Buffer.from(bytes("ok")))
     }))
 
-  it.scopedLive("fails with a StoreError, not a defect, when DATA_DIR itself is a regular file", () =>
+  it.scopedLive("refuses to start, not a defect, when DATA_DIR itself is a regular file", () =>
     Effect.gen(function*() {
       const parent = yield* tempDataDir
       const dataDir = join(parent, "data")
       writeFileSync(dataDir, "not a directory")
-      const exit = yield* Effect.exit(Effect.flatMap(buildStore(dataDir), (store) => store.put(KEY, bytes("x"))))
-      storeErrorOf(exit)
+      const error = unusableOf(yield* Effect.exit(buildStore(dataDir)))
+      assert.strictEqual(error.problem, `${dataDir} is not a directory`)
       assert.strictEqual(readFileSync(dataDir, "utf8"), "not a directory")
+    }))
+
+  it.scopedLive("its check passes on a writable directory and fails once the directory is gone", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDataDir
+      const store = yield* buildStore(dataDir)
+      yield* store.check
+      rmSync(join(dataDir, "objects"), { recursive: true })
+      const error = storeErrorOf(yield* Effect.exit(store.check))
+      assert.strictEqual(error.code, "ENOENT")
     }))
 })
 
@@ -228,14 +247,12 @@ describe("DeadLetterDirLive", () => {
       assert.deepStrictEqual(readdirSync(tempDir), [])
     }))
 
-  it.scopedLive("fails with a StoreError when the dead-letter directory is a regular file", () =>
+  it.scopedLive("refuses to start, naming the path, when the dead-letter directory is a regular file", () =>
     Effect.gen(function*() {
       const dataDir = yield* tempDataDir
       writeFileSync(join(dataDir, "dead-letter"), "not a directory")
-      const exit = yield* Effect.exit(
-        Effect.flatMap(buildDeadLetter(dataDir), (deadLetter) => deadLetter.write(KEY, bytes("x")))
-      )
-      storeErrorOf(exit)
+      const error = unusableOf(yield* Effect.exit(buildDeadLetter(dataDir)))
+      assert.strictEqual(error.problem, `${join(dataDir, "dead-letter")} is not a directory`)
       assert.deepStrictEqual(filesUnder(join(dataDir, ".tmp")), [])
     }))
 })

@@ -1,3 +1,8 @@
+/**
+ * The store circuit breaker inside the Uploader, on the TestClock: it opens on consecutive
+ * retryable failures or one permanent failure, holds batches while open, and probes the store
+ * with its check after each cooldown whether or not a batch is waiting.
+ */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -5,61 +10,79 @@ import * as Fiber from "effect/Fiber"
 import * as Random from "effect/Random"
 import * as TestClock from "effect/TestClock"
 import { Metrics } from "../../src/services/Metrics.js"
-import { ObjectStore } from "../../src/services/ObjectStore.js"
-import { makeUploader } from "../../src/services/Uploader.js"
+import { ObjectStore, StoreError } from "../../src/services/ObjectStore.js"
+import { makeUploader, type UploaderOptions } from "../../src/services/Uploader.js"
 import { buildQueue, job, sample } from "../support/queue.js"
 import { makeMemoryDeadLetter, makeScriptedStore, permanent, retryable, type Step } from "../support/stores.js"
 
 const body = new TextEncoder().encode("{\"id\":1}\n")
 
-const uploaderOver = (steps: ReadonlyArray<Step>, settings: { breakerFailures: number; uploadRetries: number }) =>
+const uploaderOver = (
+  steps: ReadonlyArray<Step>,
+  checks: ReadonlyArray<Step>,
+  settings: { breakerFailures: number; uploadRetries: number },
+  options: UploaderOptions = { whileOpen: "hold" }
+) =>
   Effect.gen(function*() {
-    const store = yield* makeScriptedStore(steps)
+    const store = yield* makeScriptedStore(steps, checks)
     const metrics = yield* Effect.provide(Metrics, Metrics.Default)
     const uploader = yield* makeUploader(yield* Effect.provide(ObjectStore, store.layer), metrics, {
       uploadTimeoutMs: 10_000,
       breakerCooldownMs: 1_000,
       ...settings
-    })
+    }, options)
     return { ...uploader, store, metrics }
   })
+
+/** Moves the virtual clock to `millis` (the tests start at 0), firing every sleep due by then. */
+const at = (millis: number) => TestClock.setTime(millis)
+
+const failureOf = <A>(exit: Exit.Exit<A, StoreError>): StoreError => {
+  if (Exit.isFailure(exit) && exit.cause._tag === "Fail") return exit.cause.error
+  throw new Error(`expected a StoreError, got ${String(exit)}`)
+}
 
 describe("store circuit breaker", () => {
   it.scoped("opens after BREAKER_FAILURES consecutive failures, probes after a doubling cooldown, closes", () =>
     Effect.gen(function*() {
       const { metrics, storeDown, store, upload } = yield* uploaderOver(
-        [retryable(), retryable(), retryable(), retryable(), "ok"],
+        [retryable(), retryable(), retryable(), "ok"],
+        [retryable(), "ok"],
         { breakerFailures: 3, uploadRetries: 5 }
       )
       const fiber = yield* Effect.fork(Effect.withRandom(upload("k", body), Random.fixed([0.5])))
-      yield* TestClock.adjust("1 second")
+      yield* at(1_000)
       assert.isTrue(storeDown(), "open after the third failure")
       assert.strictEqual(yield* sample(metrics, "s3ingest_store_breaker_state"), 2)
-      yield* TestClock.adjust("10 seconds")
+      yield* at(10_000)
       assert.isTrue(Exit.isSuccess(yield* Fiber.await(fiber)))
-      // 0, 50, 150: retries with backoff; the breaker opens at 150 for 1 s; the probe at 1150
-      // fails and reopens it for 2 s; the probe at 3150 succeeds.
-      assert.deepStrictEqual(store.attempts.map((a) => a.at), [0, 50, 150, 1150, 3150])
+      // 0, 50, 150: retries with backoff; the breaker opens at 150 for 1 s; the check at 1150
+      // fails and reopens it for 2 s; the check at 3150 passes and the held batch goes.
+      assert.deepStrictEqual(store.checks, [1150, 3150])
+      assert.deepStrictEqual(store.attempts.map((a) => a.at), [0, 50, 150, 3150])
       assert.isFalse(storeDown())
       assert.strictEqual(yield* sample(metrics, "s3ingest_store_breaker_state"), 0)
     }))
 
   it.scoped("holds a batch through an outage longer than its retry budget instead of failing it", () =>
     Effect.gen(function*() {
-      const steps: Array<Step> = [...Array.from({ length: 12 }, () => retryable()), "ok"]
-      const { store, upload } = yield* uploaderOver(steps, { breakerFailures: 2, uploadRetries: 2 })
+      const checks: Array<Step> = [...Array.from({ length: 9 }, () => retryable()), "ok"]
+      const { store, upload } = yield* uploaderOver([retryable(), retryable(), "ok"], checks, {
+        breakerFailures: 2,
+        uploadRetries: 2
+      })
       const fiber = yield* Effect.fork(Effect.withRandom(upload("k", body), Random.fixed([0.5])))
-      yield* TestClock.adjust("10 minutes")
+      yield* at(10 * 60_000)
       assert.isTrue(Exit.isSuccess(yield* Fiber.await(fiber)))
-      assert.strictEqual(store.attempts.length, 13)
-      const gaps = store.attempts.slice(1).map((a, i) => a.at - store.attempts[i]!.at)
-      assert.isTrue(gaps.every((g) => g <= 30_000), "cooldown capped at 30 s")
-      assert.strictEqual(Math.max(...gaps), 30_000)
+      assert.strictEqual(store.attempts.length, 3, "no attempt spent while the breaker was open")
+      assert.strictEqual(store.checks.length, 10)
+      const gaps = store.checks.slice(1).map((t, i) => t - store.checks[i]!)
+      assert.deepStrictEqual(gaps, [2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000, 30_000, 30_000])
     }))
 
   it.scoped("opens at once on a permanent error; other batches wait for the probe", () =>
     Effect.gen(function*() {
-      const { storeDown, store, upload } = yield* uploaderOver([permanent(), "ok"], {
+      const { storeDown, store, upload } = yield* uploaderOver([permanent(), "ok"], ["ok"], {
         breakerFailures: 5,
         uploadRetries: 5
       })
@@ -67,17 +90,50 @@ describe("store circuit breaker", () => {
       assert.isTrue(Exit.isFailure(first))
       assert.isTrue(storeDown())
       const second = yield* Effect.fork(upload("b", body))
-      yield* TestClock.adjust("999 millis")
+      yield* at(999)
       assert.strictEqual(store.attempts.length, 1, "no attempt while open")
-      yield* TestClock.adjust("1 millis")
+      yield* at(1_000)
       assert.isTrue(Exit.isSuccess(yield* Fiber.await(second)))
       assert.deepStrictEqual(store.attempts.map((a) => [a.key, a.at]), [["a", 0], ["b", 1000]])
+      assert.deepStrictEqual(store.checks, [1_000])
       assert.isFalse(storeDown())
+    }))
+
+  it.scoped("probes on its timer with no batch waiting, so readiness returns without traffic", () =>
+    Effect.gen(function*() {
+      const { storeDown, store, upload } = yield* uploaderOver([permanent()], [permanent(), permanent(), "ok"], {
+        breakerFailures: 5,
+        uploadRetries: 5
+      })
+      assert.isTrue(Exit.isFailure(yield* Effect.exit(upload("a", body))))
+      assert.isTrue(storeDown())
+      yield* at(6_999)
+      assert.isTrue(storeDown(), "the checks at 1 s and 3 s failed")
+      yield* at(7_000)
+      assert.isFalse(storeDown(), "the check at 7 s passed")
+      assert.deepStrictEqual(store.checks, [1_000, 3_000, 7_000])
+      assert.strictEqual(store.attempts.length, 1, "no upload was needed to close it")
+    }))
+
+  it.scoped("a check that hangs is cut at UPLOAD_TIMEOUT_MS, one that dies counts as failed: it keeps probing", () =>
+    Effect.gen(function*() {
+      const { storeDown, store, upload } = yield* uploaderOver([permanent()], ["hang", "die", "ok"], {
+        breakerFailures: 5,
+        uploadRetries: 5
+      })
+      assert.isTrue(Exit.isFailure(yield* Effect.exit(upload("a", body))))
+      // 1 s: the check hangs until its deadline at 11 s, reopening for 2 s; 13 s: it dies,
+      // reopening for 4 s; 17 s: it passes.
+      yield* at(16_999)
+      assert.isTrue(storeDown())
+      yield* at(17_000)
+      assert.isFalse(storeDown())
+      assert.deepStrictEqual(store.checks, [1_000, 13_000, 17_000])
     }))
 
   it.scoped("while open, intake sheds above SHED_HIGH_WATER and accepts below it", () =>
     Effect.gen(function*() {
-      const store = yield* makeScriptedStore([permanent(), retryable()])
+      const store = yield* makeScriptedStore([permanent(), retryable()], [retryable()])
       const dead = yield* makeMemoryDeadLetter
       const { close, queue } = yield* buildQueue(
         { maxWorkers: 1, maxQueue: 10, shedHighWater: 0.5, batchMaxWaitMs: 0, breakerCooldownMs: 60_000 },
@@ -91,5 +147,33 @@ describe("store circuit breaker", () => {
       assert.strictEqual(queue.offer(job(1, 6)), "shedding")
       assert.strictEqual(queue.stats().accepted, 6)
       yield* close(60_000)
+    }))
+})
+
+describe("store circuit breaker, whileOpen: fail (replay)", () => {
+  it.scoped("fails an upload as soon as the breaker opens, without waiting for a cooldown", () =>
+    Effect.gen(function*() {
+      const { store, upload } = yield* uploaderOver([retryable()], ["ok"], { breakerFailures: 3, uploadRetries: 5 }, {
+        whileOpen: "fail"
+      })
+      const fiber = yield* Effect.fork(Effect.withRandom(upload("a", body), Random.fixed([0.5])))
+      yield* at(150)
+      const error = failureOf(yield* Fiber.await(fiber))
+      assert.strictEqual(error.reason, "SlowDown")
+      assert.deepStrictEqual(store.attempts.map((a) => a.at), [0, 50, 150], "three attempts, then it stops")
+      // Nothing probes: a later upload fails at once without an attempt.
+      yield* at(60_000)
+      assert.deepStrictEqual(store.checks, [])
+      assert.strictEqual(failureOf(yield* Effect.exit(upload("b", body))).code, "BreakerOpen")
+      assert.strictEqual(store.attempts.length, 3)
+    }))
+
+  it.scoped("a permanent error fails after one attempt", () =>
+    Effect.gen(function*() {
+      const { store, upload } = yield* uploaderOver([permanent()], ["ok"], { breakerFailures: 5, uploadRetries: 5 }, {
+        whileOpen: "fail"
+      })
+      assert.strictEqual(failureOf(yield* Effect.exit(upload("a", body))).reason, "AccessDenied")
+      assert.strictEqual(store.attempts.length, 1)
     }))
 })

@@ -20,7 +20,8 @@ export const makeMemoryStore = Effect.gen(function*() {
     ObjectStore,
     ObjectStore.of({
       put: (key, body) =>
-        Effect.sync(() => objects.set(key, text(body))).pipe(Effect.zipRight(Queue.offer(puts, key)), Effect.asVoid)
+        Effect.sync(() => objects.set(key, text(body))).pipe(Effect.zipRight(Queue.offer(puts, key)), Effect.asVoid),
+      check: Effect.void
     })
   )
   return { objects, puts, layer } as const
@@ -50,21 +51,33 @@ export const makeHangingStore = Effect.gen(function*() {
               catch: () => new StoreError({ retryable: true, reason: "aborted" })
             })
           )
-        )
+        ),
+      check: Effect.never
     })
   )
   return { started, aborted, layer } as const
 })
 
-export type Step = "ok" | StoreError | "die"
+export type Step = "ok" | StoreError | "die" | "hang"
+
+const perform = (step: Step, ok: Effect.Effect<void>): Effect.Effect<void, StoreError> =>
+  step === "die"
+    ? Effect.die(new Error("store defect"))
+    : step === "hang"
+    ? Effect.never
+    : step === "ok"
+    ? ok
+    : Effect.fail(step)
 
 /**
- * Answers each put with the next scripted step (the last one repeats) and records the virtual
- * time of every attempt.
+ * Answers each put with the next scripted step, and each store check (the breaker's probe) with
+ * the next of `checkSteps` (in both, the last one repeats); records the virtual time of every
+ * attempt and check.
  */
-export const makeScriptedStore = (steps: ReadonlyArray<Step>) =>
+export const makeScriptedStore = (steps: ReadonlyArray<Step>, checkSteps: ReadonlyArray<Step> = ["ok"]) =>
   Effect.gen(function*() {
     const attempts: Array<{ readonly key: string; readonly at: number }> = []
+    const checks: Array<number> = []
     const stored = new Map<string, string>()
     const layer = Layer.succeed(
       ObjectStore,
@@ -73,13 +86,16 @@ export const makeScriptedStore = (steps: ReadonlyArray<Step>) =>
           Effect.flatMap(Clock.currentTimeMillis, (at) => {
             const step = steps[Math.min(attempts.length, steps.length - 1)]!
             attempts.push({ key, at })
-            if (step === "die") return Effect.die(new Error("store defect"))
-            if (step === "ok") return Effect.sync(() => void stored.set(key, text(body)))
-            return Effect.fail(step)
-          })
+            return perform(step, Effect.sync(() => void stored.set(key, text(body))))
+          }),
+        check: Effect.flatMap(Clock.currentTimeMillis, (at) => {
+          const step = checkSteps[Math.min(checks.length, checkSteps.length - 1)]!
+          checks.push(at)
+          return perform(step, Effect.void)
+        })
       })
     )
-    return { attempts, stored, layer } as const
+    return { attempts, checks, stored, layer } as const
   })
 
 export const retryable = (reason = "SlowDown") => new StoreError({ retryable: true, reason })
