@@ -22,6 +22,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import { type Rejection, type RejectionReason, rejectionStatus } from "../domain/Rejection.js"
+import { bearerToken, contentEncoding, type Encoding, isJsonContentType, JSON_TYPE } from "../domain/RequestHeaders.js"
 import { AppConfig } from "../services/AppConfig.js"
 import { Ingest } from "../services/Ingest.js"
 import { JobQueue, SHUTDOWN_RESERVE_MILLIS } from "../services/JobQueue.js"
@@ -30,7 +31,6 @@ import { Metrics } from "../services/Metrics.js"
 import { version } from "../services/Version.js"
 import { HttpListener } from "./HttpListener.js"
 
-const JSON_TYPE = "application/json"
 const INGEST_PATH = "/v1/payloads"
 const IDLE_SWEEP = Duration.millis(100)
 /** How often a drain reports its progress. */
@@ -43,32 +43,6 @@ const DRAIN_PROGRESS_EVERY = Duration.seconds(1)
  * half a second of silence exactly as the socket closes: the keep-alive race every server has.
  */
 const IDLE_CUTOFF_MILLIS = 500
-
-/** `application/json`, optionally with `charset=utf-8`; nothing else. */
-export const isJsonContentType = (header: string | undefined): boolean => {
-  if (header === undefined) return false
-  if (header === JSON_TYPE) return true
-  const [type, ...params] = header.split(";")
-  if (type === undefined || type.trim().toLowerCase() !== JSON_TYPE) return false
-  return params.every((param) => {
-    const [name, value] = param.split("=")
-    if (name === undefined || name.trim().toLowerCase() !== "charset") return param.trim() === ""
-    return value !== undefined && value.trim().replace(/^"|"$/g, "").toLowerCase() === "utf-8"
-  })
-}
-
-type Encoding = "identity" | "gzip"
-
-const contentEncoding = (header: string | undefined): Encoding | undefined => {
-  if (header === undefined) return "identity"
-  const value = header.trim().toLowerCase()
-  return value === "" || value === "identity" ? "identity" : value === "gzip" ? "gzip" : undefined
-}
-
-const bearerToken = (header: string): string | undefined => {
-  const match = /^Bearer +(\S+) *$/i.exec(header)
-  return match === null ? undefined : match[1]
-}
 
 /** The body as one buffer; the queue copies the lines it keeps, so a lone chunk is used as it is. */
 const wholeBody = (chunks: ReadonlyArray<Buffer>, size: number): Buffer =>

@@ -1,5 +1,5 @@
 /**
- * Settings of DESIGN §5: one table drives parsing, validation, defaults and `--help`.
+ * The service's settings: one table drives parsing, validation, defaults and `--help`.
  * Values come from the environment; `--kebab-case` flags override them (main.ts installs a
  * ConfigProvider that reads flags first).
  */
@@ -13,10 +13,10 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import { type KnownSettings, variableToFlag } from "../domain/Cli.js"
 import { type FaultPlan, parseFaults } from "../domain/Faults.js"
 import { normalisePrefix } from "../domain/Keys.js"
+import { describe, docs, int, integerIn, oneOf, optionalText, parsed, type SettingDoc, text } from "./SettingsTable.js"
 
 export type Storage = "local" | "s3"
 export type Checksum = "WHEN_REQUIRED" | "WHEN_SUPPORTED"
@@ -67,74 +67,6 @@ export class ConfigInvalid extends Data.TaggedError("ConfigInvalid")<{
   readonly variable: string
   readonly message: string
 }> {}
-
-interface SettingDoc {
-  readonly variable: string
-  readonly default: string
-  readonly help: string
-  /** A yes/no setting: a bare `--flag` means true. */
-  readonly boolean: boolean
-}
-
-const docs: Array<SettingDoc> = []
-
-const describe = <A>(variable: string, defaultText: string, help: string, config: Config.Config<A>, boolean = false) => {
-  docs.push({ variable, default: defaultText, help, boolean })
-  return config
-}
-
-/**
- * A setting parsed from its text. A variable set to "" is refused rather than read as 0 or as
- * unset: `MAX_WORKERS=` is a mistake more often than a wish for the default.
- */
-const parsed = <A>(variable: string, parse: (text: string) => Either.Either<A, string>) =>
-  Config.string(variable).pipe(
-    Config.mapOrFail((text) =>
-      Either.mapLeft(
-        text.trim() === "" ? Either.left("is empty (unset it for the default)") : parse(text.trim()),
-        (message) => ConfigErrors.InvalidData([], message)
-      )
-    )
-  )
-
-const integerIn = (min: number, max: number) => (text: string): Either.Either<number, string> => {
-  const n = Number(text)
-  const range = max === Number.MAX_SAFE_INTEGER ? `an integer ≥ ${min}` : `an integer from ${min} to ${max}`
-  return /^[+-]?\d+$/.test(text) && n >= min && n <= max
-    ? Either.right(n)
-    : Either.left(`must be ${range}, got "${text}"`)
-}
-
-const int = (variable: string, fallback: number, min: 0 | 1, help: string) =>
-  describe(
-    variable,
-    String(fallback),
-    help,
-    parsed(variable, integerIn(min, Number.MAX_SAFE_INTEGER)).pipe(Config.withDefault(fallback))
-  )
-
-const text = (variable: string, fallback: string, help: string) =>
-  describe(variable, fallback === "" ? '""' : fallback, help, Config.string(variable).pipe(Config.withDefault(fallback)))
-
-/** Unset, or set to "", means no value. */
-const optionalText = (variable: string, help: string) =>
-  describe(
-    variable,
-    "unset",
-    help,
-    Config.string(variable).pipe(
-      Config.option,
-      Config.map((value) => Option.getOrUndefined(Option.filter(value, (v) => v !== "")))
-    )
-  )
-
-const oneOf = <const L extends ReadonlyArray<string>>(variable: string, fallback: L[number], help: string, ...values: L) =>
-  describe(
-    variable,
-    fallback,
-    `${help} (${values.join(" | ")})`,
-    Config.literal(...values)(variable).pipe(Config.withDefault(fallback))
-  )
 
 /** An http(s) URL: anything else would only fail at the first upload, as a connection error. */
 const endpointUrl = (text: string): Either.Either<string, string> => {
@@ -310,6 +242,7 @@ export const helpText = (): string => {
     "Settings (environment variable / flag, default, meaning); a flag overrides the variable:",
     ...table,
     "",
-    "Exit codes: 0 clean, 1 bad configuration or payloads dead-lettered at shutdown, 2 payloads lost."
+    "Exit codes: 0 clean; 1 a refused start (bad setting, unusable DATA_DIR, address in use), payloads",
+    "dead-lettered at shutdown, or files replay could not store; 2 payloads lost."
   ].join("\n")
 }

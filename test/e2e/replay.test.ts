@@ -1,12 +1,27 @@
 /**
- * Dead-letter replay and the DATA_DIR lock (DESIGN §6), against the built CLI.
+ * Dead-letter replay and the DATA_DIR lock, against the built CLI: a working store, stores that
+ * keep failing (replay must end and say what it left), signals, and files that are not batches.
  */
 import { spawnSync } from "node:child_process"
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { randomUUID } from "node:crypto"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { afterEach, describe, expect, it } from "vitest"
+import type { S3Client } from "@aws-sdk/client-s3"
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest"
+import { type CliRun, runCli } from "../support/cli.js"
+import { startFaultProxy } from "../support/faultProxy.js"
+import { getObject, listKeys, makeTestS3Client, startHangingServer } from "../support/s3.js"
 import { listFiles, MAIN, postJson, readLines, type RunningService, startService } from "../support/service.js"
+
+/** Polls `condition` every 20 ms until it holds, or fails after `timeoutMs`. */
+const waitUntil = async (what: string, condition: () => Promise<boolean>, timeoutMs = 10_000) => {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
 
 const replay = (dataDir: string, env: Record<string, string> = {}) =>
   spawnSync(process.execPath, [MAIN, "replay"], {
@@ -99,5 +114,176 @@ describe("DATA_DIR lock", () => {
   it("a fresh DATA_DIR gets its lock", () => {
     const dataDir = mkdtempSync(join(tmpdir(), "s3-ingest-lock-"))
     expect(replay(dataDir).status).toBe(0)
+  })
+})
+
+// --- replay against a store that keeps failing ---------------------------------------------------
+
+const s3Endpoint = inject("s3Endpoint")
+const s3Bucket = inject("s3Bucket")
+const runId = randomUUID().slice(0, 8)
+
+/** Writes dead-letter files as the service would: one batch each, named after its key. */
+const writeDeadLetters = (dataDir: string, batches: ReadonlyArray<ReadonlyArray<string>>): Array<string> => {
+  const dir = join(dataDir, "dead-letter")
+  mkdirSync(dir, { recursive: true })
+  return batches.map((ids, i) => {
+    const name = `20261203T101010${String(i).padStart(3, "0")}Z-0badcafe-${String(i + 1).padStart(8, "0")}.ndjson`
+    writeFileSync(join(dir, name), ids.map((id) => JSON.stringify({ id }) + "\n").join(""))
+    return name
+  })
+}
+
+const s3Env = (endpoint: string, prefix: string): Record<string, string> => ({
+  STORAGE: "s3",
+  S3_BUCKET: s3Bucket,
+  S3_ENDPOINT: endpoint,
+  S3_FORCE_PATH_STYLE: "true",
+  S3_PREFIX: prefix,
+  AWS_ACCESS_KEY_ID: "S3RVER",
+  AWS_SECRET_ACCESS_KEY: "S3RVER",
+  AWS_REGION: "us-east-1"
+})
+
+const replayAsync = (dataDir: string, env: Record<string, string>) => runCli(["replay"], { DATA_DIR: dataDir, ...env })
+
+/** Every id stored under `prefix` in the test bucket, with repeats. */
+const storedIds = async (client: S3Client, prefix: string): Promise<Array<string>> => {
+  const ids: Array<string> = []
+  for (const key of await listKeys(client, s3Bucket, `${prefix}/`)) {
+    const { body } = await getObject(client, s3Bucket, key)
+    for (const line of Buffer.from(body).toString("utf8").split("\n")) {
+      if (line !== "") ids.push((JSON.parse(line) as { id: string }).id)
+    }
+  }
+  return ids.sort()
+}
+
+const summaryOf = (run: CliRun) => run.logs.find((line) => line.message === "replay finished")
+
+describe("replay against a failing store: it ends, says what happened, and a later run stores each file once", () => {
+  const batches = [["f-1", "f-2"], ["f-3"], ["f-4", "f-5", "f-6"]]
+  const allIds = batches.flat().sort()
+  let client: S3Client
+  const closers: Array<() => Promise<void>> = []
+
+  beforeAll(() => {
+    client = makeTestS3Client(s3Endpoint)
+  })
+  afterAll(() => client.destroy())
+  afterEach(async () => {
+    for (const close of closers.splice(0)) await close()
+  })
+
+  /** After a failed run: every file still in place; a run against the working store stores each once. */
+  const expectRecovers = async (dataDir: string, names: ReadonlyArray<string>, prefix: string) => {
+    expect(readdirSync(join(dataDir, "dead-letter")).sort()).toEqual([...names].sort())
+    const again = replayAsync(dataDir, s3Env(s3Endpoint, prefix))
+    expect((await again.exited).code).toBe(0)
+    expect(summaryOf(again)).toMatchObject({ files: names.length, stored: names.length, failed: 0, left: 0 })
+    expect(readdirSync(join(dataDir, "dead-letter"))).toEqual([])
+    expect(await storedIds(client, prefix)).toEqual(allIds)
+  }
+
+  it("a store that never answers: the first file's retries run out, the rest are left, exit 1", async () => {
+    const hanging = await startHangingServer()
+    closers.push(hanging.close)
+    const dataDir = mkdtempSync(join(tmpdir(), "s3-ingest-replay-"))
+    const names = writeDeadLetters(dataDir, batches)
+    const prefix = `${runId}/hang`
+    const run = replayAsync(dataDir, { ...s3Env(hanging.endpoint, prefix), UPLOAD_TIMEOUT_MS: "500" })
+    expect((await run.exited).code, run.stderr()).toBe(1)
+    expect(summaryOf(run)).toMatchObject({ files: 3, stored: 0, failed: 1, left: 2, interrupted: false })
+    const failed = run.logs.find((line) => line.message === "replay failed; file kept")
+    expect(failed).toMatchObject({ file: names[0], code: "Timeout", retryable: true })
+    expect(failed?.reason).toMatch(/timed out after 500 ms/)
+    expect(run.logs.filter((line) => line.message === "file left").map((line) => line.file)).toEqual(names.slice(1))
+    await expectRecovers(dataDir, names, prefix)
+  })
+
+  it("a store that applies each PUT, then answers 500: exit 1 once the breaker opens", async () => {
+    const proxy = await startFaultProxy(s3Endpoint, "applied-then-500")
+    closers.push(proxy.close)
+    const dataDir = mkdtempSync(join(tmpdir(), "s3-ingest-replay-"))
+    const names = writeDeadLetters(dataDir, batches)
+    const prefix = `${runId}/applied`
+    const run = replayAsync(dataDir, s3Env(proxy.endpoint, prefix))
+    expect((await run.exited).code, run.stderr()).toBe(1)
+    expect(summaryOf(run)).toMatchObject({ stored: 0, failed: 1, left: 2 })
+    expect(proxy.counts().puts, "BREAKER_FAILURES attempts, then it stops").toBe(5)
+    expect(run.logs.find((line) => line.message === "replay failed; file kept")).toMatchObject({
+      code: "InternalError",
+      status: 500,
+      retryable: true
+    })
+    // The first file's object landed five times over, identically: one copy of its ids.
+    expect(await storedIds(client, prefix)).toEqual([...batches[0]!].sort())
+    await expectRecovers(dataDir, names, prefix)
+  })
+
+  it("a permanent 403: one attempt, the error's code and status logged, exit 1", async () => {
+    const proxy = await startFaultProxy(s3Endpoint, "forbidden")
+    closers.push(proxy.close)
+    const dataDir = mkdtempSync(join(tmpdir(), "s3-ingest-replay-"))
+    const names = writeDeadLetters(dataDir, batches)
+    const prefix = `${runId}/forbidden`
+    const run = replayAsync(dataDir, s3Env(proxy.endpoint, prefix))
+    expect((await run.exited).code, run.stderr()).toBe(1)
+    expect(proxy.counts().puts).toBe(1)
+    const failed = run.logs.find((line) => line.message === "replay failed; file kept")
+    expect(failed).toMatchObject({ code: "AccessDenied", status: 403, retryable: false })
+    expect(String(failed?.reason)).toMatch(/AccessDenied/)
+    expect(summaryOf(run)).toMatchObject({ stored: 0, failed: 1, left: 2 })
+    await expectRecovers(dataDir, names, prefix)
+  })
+
+  it("SIGTERM during an upload: exit 1 with the summary, every file left in place", async () => {
+    const hanging = await startHangingServer()
+    closers.push(hanging.close)
+    const dataDir = mkdtempSync(join(tmpdir(), "s3-ingest-replay-"))
+    const names = writeDeadLetters(dataDir, batches)
+    const prefix = `${runId}/sigterm`
+    const run = replayAsync(dataDir, { ...s3Env(hanging.endpoint, prefix), UPLOAD_TIMEOUT_MS: "60000" })
+    await run.logged("replay started")
+    // The start-up store check and the first PUT both reach the hanging store.
+    await waitUntil("the first PUT reached the store", async () =>
+      hanging.connections.some((connection) => connection.received().startsWith("PUT")))
+    run.child.kill("SIGTERM")
+    expect((await run.exited).code).toBe(1)
+    expect(summaryOf(run)).toMatchObject({ files: 3, stored: 0, failed: 0, left: 3, interrupted: true })
+    await expectRecovers(dataDir, names, prefix)
+  })
+})
+
+describe("replay's input", () => {
+  it("skips empty and non-NDJSON files with a warning, counts them, and counts progress over the rest", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "s3-ingest-replay-"))
+    const [, empty, junk] = writeDeadLetters(dataDir, [["s-1"], [], ["s-2"], ["s-3", "s-4"]])
+    writeFileSync(join(dataDir, "dead-letter", junk!), "not json\n")
+    const run = replayAsync(dataDir, {})
+    expect((await run.exited).code).toBe(0)
+    const skipped = run.logs.filter((line) => line.message === "skipped, left alone")
+    expect(skipped.map((line) => [line.file, line.problem])).toEqual([[empty, "empty file"], [junk, "line 1 is not JSON"]])
+    expect(skipped.every((line) => line.level === "warn")).toBe(true)
+    expect(run.logs.filter((line) => line.message === "replayed").map((line) => line.progress)).toEqual(["1/2", "2/2"])
+    expect(summaryOf(run)).toMatchObject({ files: 2, stored: 2, skipped: 2, failed: 0, left: 0, payloads: 3 })
+    expect(readdirSync(join(dataDir, "dead-letter")).sort()).toEqual([empty, junk].sort())
+    expect(readLines(join(dataDir, "objects")).map((line) => line.id).sort()).toEqual(["s-1", "s-3", "s-4"])
+  })
+
+  it("refuses a DATA_DIR that does not exist: exit 1, one stderr line, nothing created", async () => {
+    const parent = mkdtempSync(join(tmpdir(), "s3-ingest-replay-"))
+    const dataDir = join(parent, "mistyped")
+    const run = replayAsync(dataDir, {})
+    expect((await run.exited).code).toBe(1)
+    expect(run.stderr()).toBe(`s3-ingest: DATA_DIR ${dataDir} cannot be used: it does not exist\n`)
+    expect(run.logs).toEqual([])
+    expect(existsSync(dataDir)).toBe(false)
+  })
+
+  it("DATA_DIR=/proc/x stops within seconds (exit 1, one stderr line naming it)", async () => {
+    const run = replayAsync("/proc/x", {})
+    expect((await run.exited).code).toBe(1)
+    expect(run.stderr()).toMatch(/^s3-ingest: DATA_DIR \/proc\/x cannot be used: .+\n$/)
   })
 })

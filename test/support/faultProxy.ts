@@ -10,6 +10,8 @@
  *   hang              accept the request and never answer; record when the client closes the
  *                     socket (a deadline on the client side must close it)
  *   applied-then-500  forward, and when the store answered 200, answer 500 `InternalError`
+ *   applied-then-hang forward, and when the store answered 200, never answer (a store that
+ *                     applied the write, then stalled before its response left)
  *   forbidden         answer 403 `AccessDenied` without forwarding
  *
  * The mode is read when a request's headers arrive; a request keeps the fate it met.
@@ -26,10 +28,18 @@ import {
 } from "node:http"
 import type { Socket } from "node:net"
 
-export type ProxyModeName = "pass" | "slowdown" | "outage" | "hang" | "applied-then-500" | "forbidden" | "slow-body"
+export type ProxyModeName =
+  | "pass"
+  | "slowdown"
+  | "outage"
+  | "hang"
+  | "applied-then-500"
+  | "applied-then-hang"
+  | "forbidden"
+  | "slow-body"
 
 export type ProxyMode =
-  | { readonly mode: "pass" | "outage" | "hang" | "applied-then-500" | "forbidden" | "slow-body" }
+  | { readonly mode: Exclude<ProxyModeName, "slowdown"> }
   /** `fraction` of the requests (default 1) get 503 SlowDown, the others pass. */
   | { readonly mode: "slowdown"; readonly fraction?: number }
 
@@ -40,6 +50,7 @@ export type ProxyOutcome =
   | "reset"
   | "hung"
   | "applied-then-500"
+  | "applied-then-hang"
   | "forbidden"
   | "upstream-error"
 
@@ -80,6 +91,7 @@ const modeNames: ReadonlyArray<ProxyModeName> = [
   "outage",
   "hang",
   "applied-then-500",
+  "applied-then-hang",
   "forbidden",
   "slow-body"
 ]
@@ -89,6 +101,7 @@ const outcomes: ReadonlyArray<ProxyOutcome> = [
   "reset",
   "hung",
   "applied-then-500",
+  "applied-then-hang",
   "forbidden",
   "upstream-error"
 ]
@@ -154,7 +167,10 @@ export const startFaultProxy = (upstream: string, initial: ProxyModeName | Proxy
     })
   }
 
-  const forward = (req: IncomingMessage, res: ServerResponse, appliedThen500: boolean) => {
+  /** What to do once the store answered 200: pass it on, or answer 500, or never answer. */
+  type AfterApplied = "pass" | "500" | "hang"
+
+  const forward = (req: IncomingMessage, res: ServerResponse, afterApplied: AfterApplied) => {
     const outgoing = httpRequest({
       host: target.hostname,
       port: target.port,
@@ -164,7 +180,12 @@ export const startFaultProxy = (upstream: string, initial: ProxyModeName | Proxy
       agent
     }, (upstreamRes) => {
       const status = upstreamRes.statusCode ?? 502
-      if (appliedThen500 && status === 200) {
+      if (afterApplied === "hang" && status === 200) {
+        upstreamRes.resume()
+        byOutcome["applied-then-hang"]++
+        return
+      }
+      if (afterApplied === "500" && status === 200) {
         upstreamRes.resume()
         byOutcome["applied-then-500"]++
         const body = s3ErrorXml("InternalError", "We encountered an internal error. Please try again.")
@@ -194,15 +215,17 @@ export const startFaultProxy = (upstream: string, initial: ProxyModeName | Proxy
     if (req.method === "PUT") puts++
     switch (now.mode) {
       case "pass":
-        return forward(req, res, false)
+        return forward(req, res, "pass")
       case "applied-then-500":
-        return forward(req, res, true)
+        return forward(req, res, "500")
+      case "applied-then-hang":
+        return forward(req, res, "hang")
       case "slowdown":
         if (Math.random() < (now.fraction ?? 1)) {
           byOutcome.slowdown++
           return answer(req, res, 503, "SlowDown", "Reduce your request rate.")
         }
-        return forward(req, res, false)
+        return forward(req, res, "pass")
       case "forbidden":
         byOutcome.forbidden++
         return answer(req, res, 403, "AccessDenied", "Access Denied")

@@ -62,6 +62,8 @@ export interface HangingConnection {
   readonly socket: Socket
   /** The first bytes the client sent (the request line and headers), as latin1. */
   readonly firstData: Promise<string>
+  /** What `firstData` holds once it arrived; "" until then. */
+  readonly received: () => string
   /** Resolves with `Date.now()` when the accepted socket emits 'close'. */
   readonly closed: Promise<number>
 }
@@ -85,9 +87,16 @@ export const startHangingServer = (): Promise<HangingServer> =>
       firstAccepted = done
     })
     const server = createServer((socket) => {
+      let received = ""
       const connection: HangingConnection = {
         socket,
-        firstData: new Promise((done) => socket.once("data", (chunk: Buffer) => done(chunk.toString("latin1")))),
+        firstData: new Promise((done) =>
+          socket.once("data", (chunk: Buffer) => {
+            received = chunk.toString("latin1")
+            done(received)
+          })
+        ),
+        received: () => received,
         closed: new Promise((done) => socket.once("close", () => done(Date.now())))
       }
       socket.on("error", () => {}) // a reset from the client is what the tests provoke
