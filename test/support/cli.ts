@@ -4,7 +4,7 @@
  * its JSON log lines.
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import { MAIN, type LogLine } from "./service.js"
+import { type LogLine, MAIN, readLogLines } from "./service.js"
 
 export interface CliRun {
   readonly child: ChildProcess
@@ -31,20 +31,11 @@ export const runCli = (args: ReadonlyArray<string>, env: Readonly<Record<string,
   }
   const waiters: Array<Waiter> = []
   let stderr = ""
-  let pending = ""
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-    pending += chunk
-    let newline: number
-    while ((newline = pending.indexOf("\n")) >= 0) {
-      const text = pending.slice(0, newline)
-      pending = pending.slice(newline + 1)
-      if (text.trim() === "") continue
-      const line = JSON.parse(text) as LogLine
-      logs.push(line)
-      for (const waiter of waiters.filter((w) => w.message === line.message)) {
-        waiters.splice(waiters.indexOf(waiter), 1)
-        waiter.done(line)
-      }
+  readLogLines(child.stdout!, (line) => {
+    logs.push(line)
+    for (const waiter of waiters.filter((w) => w.message === line.message)) {
+      waiters.splice(waiters.indexOf(waiter), 1)
+      waiter.done(line)
     }
   })
   child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {

@@ -41,6 +41,21 @@ export interface RunningService {
 
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15 }
 
+/** Calls `onLine` with each JSON log line the stream carries. */
+export const readLogLines = (stream: NodeJS.ReadableStream, onLine: (line: LogLine) => void): void => {
+  let pending = ""
+  stream.setEncoding("utf8")
+  stream.on("data", (chunk: string) => {
+    pending += chunk
+    let newline: number
+    while ((newline = pending.indexOf("\n")) >= 0) {
+      const line = pending.slice(0, newline)
+      pending = pending.slice(newline + 1)
+      if (line.trim() !== "") onLine(JSON.parse(line) as LogLine)
+    }
+  })
+}
+
 export const startService = async (env: Record<string, string> = {}): Promise<RunningService> => {
   const port = await freePort()
   const dataDir = env.DATA_DIR ?? mkdtempSync(join(tmpdir(), "s3-ingest-e2e-"))
@@ -50,16 +65,7 @@ export const startService = async (env: Record<string, string> = {}): Promise<Ru
   })
   const logs: Array<LogLine> = []
   let stderr = ""
-  let pending = ""
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-    pending += chunk
-    let newline: number
-    while ((newline = pending.indexOf("\n")) >= 0) {
-      const line = pending.slice(0, newline)
-      pending = pending.slice(newline + 1)
-      if (line.trim() !== "") logs.push(JSON.parse(line) as LogLine)
-    }
-  })
+  readLogLines(child.stdout!, (line) => logs.push(line))
   child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
     stderr += chunk
   })
