@@ -1,7 +1,7 @@
 /**
  * Why a request was refused: the HTTP status of the contract and the metric label.
  */
-/** The status of each reason; the reasons are the metric's labels (DESIGN §7, §8). */
+/** The status of each reason; the reasons are the labels of `s3ingest_requests_rejected_total`. */
 export const rejectionStatus = {
   invalid_json: 400,
   invalid_shape: 400,

@@ -1,5 +1,5 @@
 /**
- * The HTTP edge (DESIGN §2, §3, §7): a scoped Layer that serves the `node:http` listener.
+ * The HTTP edge: a scoped Layer that serves the `node:http` listener.
  *
  * The request path runs no fiber: headers are checked, the body read with Node's own events,
  * and the collection admitted through the synchronous `Ingest.admit`. Only rare paths (the

@@ -1,6 +1,6 @@
 /**
  * A deadline for many concurrent effects, kept by one fiber (the Uploader's per-attempt
- * deadline, DESIGN §2).
+ * deadline).
  *
  * `Effect.timeoutOption` races the effect against a sleep: two forked fibers, a join and a timer
  * per use, which per uploaded batch cost more than the rest of the upload's Effect code. Here the

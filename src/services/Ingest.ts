@@ -1,5 +1,5 @@
 /**
- * Admission of one collection, synchronous from start to end (DESIGN §2): parse and validate,
+ * Admission of one collection, synchronous from start to end: parse and validate,
  * check the token, then offer its payloads to the queue as one job: all of them or none. Returns a
  * value the edge turns into a response; nothing here waits, so the edge needs no fiber.
  */

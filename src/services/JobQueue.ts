@@ -1,5 +1,5 @@
 /**
- * The bounded job queue and its workers (DESIGN §2, §3).
+ * The bounded job queue and its workers.
  *
  * A job is the payloads of one request (or of consecutive requests accepted in the same
  * millisecond), already validated, as NDJSON lines in the queue's slabs (domain/Batch,

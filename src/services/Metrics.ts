@@ -1,5 +1,5 @@
 /**
- * The one Prometheus registry (DESIGN §8), with prom-client's default process metrics.
+ * The one Prometheus registry, with prom-client's default process metrics.
  * Updates are plain synchronous calls; the accepted-payloads counter and the queue gauges are read
  * at scrape time from a probe the JobQueue installs, so admission does not pay for them.
  */
