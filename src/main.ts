@@ -43,7 +43,9 @@ const refusal = (error: StartRefused, flags: ReadonlyMap<string, string>, dataDi
     case "DataDirUnusable":
       return `DATA_DIR ${dataDir} cannot be used: ${error.problem}`
     case "LockHeld":
-      return `DATA_DIR ${dataDir} is in use: process ${error.pid} holds ${error.lockFile}`
+      return `DATA_DIR ${dataDir} is in use: ${
+        error.pid === undefined ? "another process" : `process ${error.pid}`
+      } holds ${error.lockFile}`
     case "ListenError":
       return `cannot listen on ${error.address}: ${error.cause.message}`
   }
@@ -51,7 +53,8 @@ const refusal = (error: StartRefused, flags: ReadonlyMap<string, string>, dataDi
 
 /**
  * Loads the settings (flags laid over the environment) and runs `run` with JSON logging at
- * LOG_LEVEL; its value is the exit code.
+ * LOG_LEVEL; its value is the exit code. A refused start is one line on stderr; anything else
+ * that ends the program (a defect) is a `fatal` log line, where the operator's log pipeline sees it.
  */
 const withSettings = (
   flags: ReadonlyMap<string, string>,
@@ -60,17 +63,17 @@ const withSettings = (
   loadSettings.pipe(
     Effect.flatMap((settings) =>
       run(settings).pipe(
-        Effect.provide(LoggingLive(settings.logLevel)),
-        Effect.catchAll((error: StartRefused) => refuse(refusal(error, flags, settings.dataDir)))
+        Effect.catchAll((error: StartRefused) => refuse(refusal(error, flags, settings.dataDir))),
+        Effect.tapErrorCause((cause) =>
+          Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logFatal("s3-ingest failed", cause)
+        ),
+        Effect.provide(LoggingLive(settings.logLevel))
       )
     ),
     Effect.catchTag("ConfigInvalid", (error) => refuse(refusal(error, flags, ""))),
     // One map, flags laid over the environment: with `orElse`, a flag whose value fails to
     // parse would silently fall back to the variable.
-    Effect.withConfigProvider(ConfigProvider.fromMap(new Map([...environment(), ...flags]))),
-    Effect.tapErrorCause((cause) =>
-      Cause.isInterruptedOnly(cause) ? Effect.void : Console.error(`s3-ingest: failed: ${Cause.pretty(cause)}`)
-    )
+    Effect.withConfigProvider(ConfigProvider.fromMap(new Map([...environment(), ...flags])))
   )
 
 /** runMain's teardown is generic in the program's value: the code is read back as a number. */

@@ -13,5 +13,6 @@ export class DataDirUnusable extends Data.TaggedError("DataDirUnusable")<{
 /** Another live process holds DATA_DIR's lock. */
 export class LockHeld extends Data.TaggedError("LockHeld")<{
   readonly lockFile: string
-  readonly pid: number
+  /** The holder, when its lock file says. */
+  readonly pid: number | undefined
 }> {}

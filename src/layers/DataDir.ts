@@ -134,13 +134,14 @@ export const acquireDataDirLock = (options: LockOptions) =>
       if (entry === undefined) return yield* new DataDirUnusable({ problem: "it does not exist" })
       if (!entry.isDirectory()) return yield* new DataDirUnusable({ problem: "it is not a directory" })
     }
-    const existing = yield* Effect.tryPromise({
+    const readLock = Effect.tryPromise({
       try: () =>
         readFile(lockFile, "utf8").catch((error: unknown) =>
           errorCode(error) === "ENOENT" ? undefined : Promise.reject(error)
         ),
       catch: unusable(`cannot read ${lockFile}`)
     })
+    const existing = yield* readLock
     if (existing !== undefined) {
       const owner = parseOwner(existing)
       if (owner !== undefined && owner.pid !== process.pid && isAlive(owner)) {
@@ -155,21 +156,13 @@ export const acquireDataDirLock = (options: LockOptions) =>
       })
     }
     // `wx`: exclusive create, so two starters racing for a stale lock cannot both win.
-    yield* Effect.tryPromise({
+    const written = yield* Effect.tryPromise({
       try: () =>
-        writeFile(lockFile, JSON.stringify(self) + "\n", { flag: "wx" }).then(() => undefined, (error: unknown) =>
-          errorCode(error) === "EEXIST" ? "taken" as const : Promise.reject(error)),
+        writeFile(lockFile, JSON.stringify(self) + "\n", { flag: "wx" }).then(() => true, (error: unknown) =>
+          errorCode(error) === "EEXIST" ? false : Promise.reject(error)),
       catch: unusable(`cannot write ${lockFile}`)
-    }).pipe(
-      Effect.flatMap((outcome) =>
-        outcome === "taken"
-          ? Effect.flatMap(
-            Effect.promise(() => readFile(lockFile, "utf8").catch(() => "")),
-            (text) => new LockHeld({ lockFile, pid: parseOwner(text)?.pid ?? 0 })
-          )
-          : Effect.void
-      )
-    )
+    })
+    if (!written) return yield* new LockHeld({ lockFile, pid: parseOwner((yield* readLock) ?? "")?.pid })
     return lockFile
   })
 
