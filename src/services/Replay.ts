@@ -20,7 +20,7 @@ import { keyFromFileName } from "../domain/Keys.js"
 import { AppConfig } from "./AppConfig.js"
 import { Metrics } from "./Metrics.js"
 import { ObjectStore, storeErrorFields } from "./ObjectStore.js"
-import { makeUploader } from "./Uploader.js"
+import { makeUploader } from "./delivery/Uploader.js"
 
 export interface ReplaySummary {
   /** Dead-letter files to replay (valid batches). */

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, inject } from "vitest"
 import { classifyS3Failure, makeS3ObjectStore, type S3Settings } from "../../src/layers/S3ObjectStore.js"
 import { Metrics } from "../../src/services/Metrics.js"
 import { type ObjectStoreShape, StoreError } from "../../src/services/ObjectStore.js"
-import { makeUploader } from "../../src/services/Uploader.js"
+import { makeUploader } from "../../src/services/delivery/Uploader.js"
 import { getObject, type HangingConnection, listKeys, makeTestS3Client, startHangingServer } from "../support/s3.js"
 import { freePort } from "../support/service.js"
 

@@ -11,7 +11,7 @@ import * as Random from "effect/Random"
 import * as TestClock from "effect/TestClock"
 import { Metrics } from "../../src/services/Metrics.js"
 import { ObjectStore, StoreError } from "../../src/services/ObjectStore.js"
-import { makeUploader, type UploaderOptions } from "../../src/services/Uploader.js"
+import { makeUploader, type UploaderOptions } from "../../src/services/delivery/Uploader.js"
 import { buildQueue, job, sample } from "../support/queue.js"
 import { makeMemoryDeadLetter, makeScriptedStore, permanent, retryable, type Step } from "../support/stores.js"
 

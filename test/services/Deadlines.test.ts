@@ -5,7 +5,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
-import { makeDeadlines } from "../../src/services/Deadlines.js"
+import { makeDeadlines } from "../../src/services/delivery/Deadlines.js"
 
 /** An effect that never finishes and records that it was interrupted. */
 const hanging = Effect.gen(function*() {

@@ -9,7 +9,7 @@ import * as TestClock from "effect/TestClock"
 import { backoffCeilingMillis } from "../../src/domain/Backoff.js"
 import { Metrics } from "../../src/services/Metrics.js"
 import { ObjectStore } from "../../src/services/ObjectStore.js"
-import { makeUploader } from "../../src/services/Uploader.js"
+import { makeUploader } from "../../src/services/delivery/Uploader.js"
 import { sample } from "../support/queue.js"
 import { makeHangingStore, makeScriptedStore, permanent, retryable, type Step } from "../support/stores.js"
 

@@ -5,11 +5,11 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as Effect from "effect/Effect"
-import { parseCollection } from "../domain/Collection.js"
-import type { Rejection } from "../domain/Rejection.js"
-import { makeArrival } from "../domain/Slabs.js"
-import { AppConfig } from "./AppConfig.js"
-import { JobQueue } from "./JobQueue.js"
+import { parseCollection } from "../../domain/Collection.js"
+import type { Rejection } from "../../domain/Rejection.js"
+import { makeArrival } from "../../domain/Slabs.js"
+import { AppConfig } from "../AppConfig.js"
+import { JobQueue } from "../JobQueue.js"
 
 export type AdmitResult =
   | { readonly _tag: "Accepted"; readonly count: number }

@@ -18,7 +18,7 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
-import { backoffMillis } from "../domain/Backoff.js"
+import { backoffMillis } from "../../domain/Backoff.js"
 import {
   breakerGauge,
   type BreakerSettings,
@@ -31,11 +31,11 @@ import {
   onProbeSuccess,
   onSuccess,
   probeDue
-} from "../domain/Breaker.js"
-import type { Settings } from "./AppConfig.js"
+} from "../../domain/Breaker.js"
+import type { Settings } from "../AppConfig.js"
 import { type Deadlines, makeDeadlines } from "./Deadlines.js"
-import type { Metrics } from "./Metrics.js"
-import { type ObjectStoreShape, StoreError, storeErrorFields } from "./ObjectStore.js"
+import type { Metrics } from "../Metrics.js"
+import { type ObjectStoreShape, StoreError, storeErrorFields } from "../ObjectStore.js"
 
 export type Upload = (key: string, body: Uint8Array) => Effect.Effect<void, StoreError>
 
