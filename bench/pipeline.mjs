@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as RuntimeFlags from "effect/RuntimeFlags"
@@ -21,9 +22,9 @@ import { makeArrival } from "../dist/domain/Slabs.js"
 import { LocalObjectStoreLive } from "../dist/layers/LocalObjectStore.js"
 import { testLayer } from "../dist/services/AppConfig.js"
 import { JobQueue } from "../dist/services/JobQueue.js"
-import { Lifecycle, makeLifecycle } from "../dist/services/Lifecycle.js"
 import { Metrics } from "../dist/services/Metrics.js"
 import { DeadLetter, ObjectStore } from "../dist/services/ObjectStore.js"
+import { Shutdown } from "../dist/services/Shutdown.js"
 import { body as collection } from "./bodies.mjs"
 
 const RATE = Number(process.env.RATE ?? 5000)
@@ -80,7 +81,8 @@ const store = STORE === "local"
       put: () =>
         Effect.async((resume) => {
           setImmediate(() => resume(Effect.void))
-        })
+        }),
+      check: Effect.void
     })
   )
 const layer = JobQueue.Default.pipe(
@@ -90,7 +92,7 @@ const layer = JobQueue.Default.pipe(
       store,
       Layer.succeed(DeadLetter, DeadLetter.of({ write: () => Effect.void })),
       config,
-      Layer.succeed(Lifecycle, makeLifecycle())
+      Shutdown.layer(Effect.runSync(Deferred.make())).pipe(Layer.provide(config))
     )
   ),
   // As the service runs it (layers/App.ts).

@@ -10,16 +10,19 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Console from "effect/Console"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import { parseArgs, variableToFlag } from "./domain/Cli.js"
 import { runReplay, ServiceLive } from "./layers/App.js"
 import type { DataDirUnusable, LockHeld } from "./domain/DataDirErrors.js"
 import type { ListenError } from "./layers/HttpListener.js"
 import { LoggingLive } from "./layers/Logging.js"
 import { type ConfigInvalid, helpText, knownSettings, loadSettings, type Settings } from "./services/AppConfig.js"
-import { makeLifecycle } from "./services/Lifecycle.js"
+import { exitCodeOf, type ShutdownSummary } from "./services/Shutdown.js"
 import { version } from "./services/Version.js"
 
 const request = parseArgs(process.argv.slice(2), knownSettings)
@@ -79,15 +82,25 @@ const withSettings = (
 /** runMain's teardown is generic in the program's value: the code is read back as a number. */
 const codeOf = (value: unknown): number => typeof value === "number" ? value : 1
 
+/**
+ * The code the shutdown summary decided. None was written when the signal came before the queue
+ * was built: nothing had been accepted, so nothing can have been lost.
+ */
+const summaryCode = (summary: Deferred.Deferred<ShutdownSummary>): number =>
+  Option.match(Effect.runSync(Deferred.poll(summary)), {
+    onNone: () => 0,
+    onSome: (done) => Effect.runSync(Effect.match(done, { onFailure: () => 1, onSuccess: exitCodeOf }))
+  })
+
 const service = (flags: ReadonlyMap<string, string>) => {
-  const lifecycle = makeLifecycle()
-  const program = withSettings(flags, (settings) => Layer.launch(ServiceLive(settings, lifecycle)))
+  const summary = Deferred.unsafeMake<ShutdownSummary>(FiberId.none)
+  const program = withSettings(flags, (settings) => Layer.launch(ServiceLive(settings, summary)))
   NodeRuntime.runMain(program, {
     disableErrorReporting: true,
     disablePrettyLogger: true,
-    // Interrupted by a signal: the shutdown summary decided the code.
+    // A signal interrupts the program: every finalizer has run, and the summary decides the code.
     teardown: (exit, onExit) =>
-      onExit(Exit.isSuccess(exit) ? codeOf(exit.value) : Cause.isInterruptedOnly(exit.cause) ? lifecycle.exitCode : 1)
+      onExit(Exit.isSuccess(exit) ? codeOf(exit.value) : Cause.isInterruptedOnly(exit.cause) ? summaryCode(summary) : 1)
   })
 }
 

@@ -4,14 +4,15 @@
  * they are built store first and released server first: the edge stops intake and conducts the
  * drain, then the queue interrupts its workers and dead-letters the rest, then the stores close.
  */
+import type * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as RuntimeFlags from "effect/RuntimeFlags"
 import { AppConfig, type Settings } from "../services/AppConfig.js"
 import { Ingest } from "../services/intake/Ingest.js"
 import { JobQueue } from "../services/JobQueue.js"
-import { Lifecycle, type LifecycleShape } from "../services/Lifecycle.js"
 import { Metrics } from "../services/Metrics.js"
+import { Shutdown, type ShutdownSummary } from "../services/Shutdown.js"
 import { DataDirLockLive, ExistingDataDirLockLive } from "./DataDir.js"
 import { FaultyObjectStore } from "./FaultyObjectStore.js"
 import { HttpListenerLive } from "./HttpListener.js"
@@ -35,12 +36,13 @@ const QueueLive = JobQueue.Default.pipe(Layer.provide(StoresLive), Layer.provide
 
 const EdgeLive = IngestServerLive.pipe(Layer.provide(Ingest.Default))
 
-export const ServiceLive = (settings: Settings, lifecycle: LifecycleShape) =>
+/** The service; `summary` receives its shutdown summary, from which the exit code follows. */
+export const ServiceLive = (settings: Settings, summary: Deferred.Deferred<ShutdownSummary>) =>
   Layer.merge(YoungGenerationCapLive, EdgeLive).pipe(
     Layer.provide(QueueLive),
     Layer.provide(HttpListenerLive),
-    Layer.provide(Metrics.Default),
-    Layer.provide(Layer.merge(Layer.succeed(AppConfig, settings), Layer.succeed(Lifecycle, lifecycle))),
+    Layer.provide(Layer.merge(Metrics.Default, Shutdown.layer(summary))),
+    Layer.provide(Layer.succeed(AppConfig, settings)),
     // Effect's own fiber metrics cost 20–30 % on fork-heavy code and nothing here reads them.
     Layer.provide(RuntimeFlags.disableRuntimeMetrics)
   )

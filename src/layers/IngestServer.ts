@@ -25,9 +25,9 @@ import { type Rejection, type RejectionReason, rejectionStatus } from "../domain
 import { bearerToken, contentEncoding, type Encoding, isJsonContentType, JSON_TYPE } from "../domain/RequestHeaders.js"
 import { AppConfig } from "../services/AppConfig.js"
 import { Ingest } from "../services/intake/Ingest.js"
-import { JobQueue, SHUTDOWN_RESERVE_MILLIS } from "../services/JobQueue.js"
-import { beginShutdown, Lifecycle } from "../services/Lifecycle.js"
+import { JobQueue } from "../services/JobQueue.js"
 import { Metrics } from "../services/Metrics.js"
+import { Shutdown } from "../services/Shutdown.js"
 import { version } from "../services/Version.js"
 import { HttpListener } from "./HttpListener.js"
 
@@ -57,7 +57,7 @@ const make = Effect.gen(function*() {
   const ingest = yield* Ingest
   const queue = yield* JobQueue
   const metrics = yield* Metrics
-  const lifecycle = yield* Lifecycle
+  const shutdown = yield* Shutdown
   const listener = yield* HttpListener
   const { markIdle } = listener
   const runtime = yield* Effect.runtime<never>()
@@ -80,7 +80,7 @@ const make = Effect.gen(function*() {
     // generation by ~3.5 MB/s (20–40 MB of peak RSS); built this way it stays flat.
     const all: Record<string, string> = { "content-type": JSON_TYPE, "content-length": String(bytes) }
     if (headers !== undefined) Object.assign(all, headers)
-    if (!lifecycle.intakeOpen) all.connection = "close"
+    if (!shutdown.intakeOpen()) all.connection = "close"
     res.writeHead(status, all)
     res.end(body)
     markIdle(res)
@@ -120,7 +120,7 @@ const make = Effect.gen(function*() {
 
   const ingestRoute = (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean) => {
     if (req.method !== "POST") return refuse(res, "method_not_allowed", "method not allowed", { allow: "POST" })
-    if (!lifecycle.intakeOpen) {
+    if (!shutdown.intakeOpen()) {
       // `send` adds `Connection: close` while intake is closed.
       return refuse(res, "draining", "shutting down", retryAfter(queue.retryAfterSeconds()))
     }
@@ -193,7 +193,7 @@ const make = Effect.gen(function*() {
         return probe(req, res, () => send(res, 200, `{"status":"ok"}`))
       case "/readyz":
         return probe(req, res, () =>
-          lifecycle.ready && !queue.storeDown()
+          shutdown.ready() && !queue.storeDown()
             ? send(res, 200, `{"status":"ready"}`)
             : send(res, 503, `{"status":"not ready"}`, retryAfter(queue.retryAfterSeconds())))
       case "/metrics":
@@ -240,15 +240,14 @@ const make = Effect.gen(function*() {
     )
   })
 
-  const shutdown = Effect.gen(function*() {
+  const drain = Effect.gen(function*() {
     const started = yield* Clock.currentTimeMillis
-    const deadline = beginShutdown(lifecycle, started, config.shutdownTimeoutMs)
-    const drainUntil = deadline - Math.min(SHUTDOWN_RESERVE_MILLIS, config.shutdownTimeoutMs / 2)
+    const drainUntil = yield* shutdown.drainUntil
     yield* Effect.logInfo("draining").pipe(Effect.annotateLogs({ ...queue.stats(), delayMs: config.shutdownDelayMs }))
     if (config.shutdownDelayMs > 0) {
       yield* Effect.sleep(Duration.millis(Math.max(0, Math.min(config.shutdownDelayMs, drainUntil - started))))
     }
-    lifecycle.intakeOpen = false
+    yield* shutdown.closeIntake
     // Finalizers run uninterruptibly and a fork inherits that: mark the sweeper interruptible.
     const sweeper = yield* Effect.fork(
       Effect.interruptible(
@@ -274,7 +273,7 @@ const make = Effect.gen(function*() {
     yield* Effect.logInfo("listener closed")
   })
 
-  yield* Effect.addFinalizer(() => shutdown)
+  yield* Effect.addFinalizer(() => drain)
   yield* Effect.logInfo("listening").pipe(
     Effect.annotateLogs({
       version,
@@ -295,5 +294,5 @@ const make = Effect.gen(function*() {
 export const IngestServerLive: Layer.Layer<
   never,
   never,
-  AppConfig | Ingest | JobQueue | Metrics | Lifecycle | HttpListener
+  AppConfig | Ingest | JobQueue | Metrics | Shutdown | HttpListener
 > = Layer.scopedDiscard(make)

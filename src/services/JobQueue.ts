@@ -24,27 +24,24 @@ import { type Ledger, makeAdmissionBuffer, type Refusal } from "./buffer/Admissi
 import { makeCollector } from "./delivery/Collector.js"
 import { emptyHold, type Hold, makeDelivery } from "./delivery/Delivery.js"
 import { makeUploader } from "./delivery/Uploader.js"
-import { beginShutdown, Lifecycle } from "./Lifecycle.js"
 import { Metrics } from "./Metrics.js"
 import { DeadLetter, ObjectStore } from "./ObjectStore.js"
+import { Shutdown } from "./Shutdown.js"
 
 export type Admission = "admitted" | "closed" | Refusal
 
 export type QueueStats = Ledger
-
-/** Time kept back from the shutdown budget for closing the listener and dead-lettering. */
-export const SHUTDOWN_RESERVE_MILLIS = 2_000
 
 const make = Effect.gen(function*() {
   const config = yield* AppConfig
   const store = yield* ObjectStore
   const deadLetter = yield* DeadLetter
   const metrics = yield* Metrics
-  const lifecycle = yield* Lifecycle
+  const shutdown = yield* Shutdown
   const uploader = yield* makeUploader(store, metrics, config)
   const buffer = makeAdmissionBuffer(config)
   const drainRate = makeDrainRate()
-  const collector = yield* makeCollector(buffer, config, () => lifecycle.intakeOpen)
+  const collector = yield* makeCollector(buffer, config, shutdown.intakeOpen)
   const delivery = makeDelivery({
     buffer,
     uploader,
@@ -110,22 +107,21 @@ const make = Effect.gen(function*() {
   // Added after the workers were forked, so it runs before the scope interrupts them.
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
-      lifecycle.intakeOpen = false
-      const deadline = beginShutdown(lifecycle, yield* Clock.currentTimeMillis, config.shutdownTimeoutMs)
-      const reserve = Math.min(SHUTDOWN_RESERVE_MILLIS, config.shutdownTimeoutMs / 2)
-      yield* awaitIdle(deadline - reserve)
+      yield* shutdown.closeIntake
+      yield* awaitIdle(yield* shutdown.drainUntil)
       yield* Fiber.interruptAll(fibers)
       yield* deadLetterLeftovers
       const { accepted, deadLettered, lost, stored } = buffer.ledger()
-      lifecycle.exitCode = lost > 0 ? 2 : deadLettered > 0 ? 1 : 0
-      yield* Effect.logInfo("shutdown").pipe(Effect.annotateLogs({ accepted, stored, deadLettered, lost }))
+      const summary = { accepted, stored, deadLettered, lost }
+      yield* Effect.logInfo("shutdown").pipe(Effect.annotateLogs(summary))
+      yield* shutdown.complete(summary)
     })
   )
 
   return {
     /** All-or-nothing admission of one collection's payloads. Synchronous: call it in one JS turn. */
     offer: (arrival: Arrival): Admission =>
-      lifecycle.intakeOpen ? buffer.admit(arrival, uploader.storeDown()) : "closed",
+      shutdown.intakeOpen() ? buffer.admit(arrival, uploader.storeDown()) : "closed",
     /** The store breaker is open or probing. */
     storeDown: uploader.storeDown,
     breakerStatus: uploader.breakerStatus,

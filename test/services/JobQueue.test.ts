@@ -86,8 +86,8 @@ describe("JobQueue admission", () => {
 
   it.effect("refuses once intake is closed", () =>
     Effect.gen(function*() {
-      const { close, lifecycle, queue } = yield* memoryQueue({})
-      lifecycle.intakeOpen = false
+      const { close, queue, shutdown } = yield* memoryQueue({})
+      yield* shutdown.closeIntake
       assert.strictEqual(queue.offer(job(1)), "closed")
       assert.strictEqual(queue.stats().accepted, 0)
       yield* close(0)
@@ -202,7 +202,7 @@ describe("JobQueue jobs", () => {
 describe("JobQueue shutdown", () => {
   it.effect("drains on scope close: everything queued is uploaded, exit code 0", () =>
     Effect.gen(function*() {
-      const { close, dead, lifecycle, metrics, queue, store } = yield* memoryQueue({
+      const { close, dead, exitCode, metrics, queue, store } = yield* memoryQueue({
         maxWorkers: 2,
         batchMaxItems: 3,
         batchMaxWaitMs: 10_000
@@ -222,7 +222,7 @@ describe("JobQueue shutdown", () => {
         inFlight: 0
       })
       assert.strictEqual(dead.files.size, 0)
-      assert.strictEqual(lifecycle.exitCode, 0)
+      assert.strictEqual(yield* exitCode, 0)
       assert.strictEqual(yield* sample(metrics, "s3ingest_payloads_stored_total"), 10)
     }))
 
@@ -230,7 +230,7 @@ describe("JobQueue shutdown", () => {
     Effect.gen(function*() {
       const store = yield* makeHangingStore
       const dead = yield* makeMemoryDeadLetter
-      const { close, lifecycle, metrics, queue } = yield* buildQueue(
+      const { close, exitCode, metrics, queue } = yield* buildQueue(
         {
           maxWorkers: 1,
           batchMaxItems: 2,
@@ -261,7 +261,7 @@ describe("JobQueue shutdown", () => {
         0,
         0
       ])
-      assert.strictEqual(lifecycle.exitCode, 1)
+      assert.strictEqual(yield* exitCode, 1)
       assert.strictEqual(yield* sample(metrics, "s3ingest_payloads_dead_lettered_total"), 5)
       assert.strictEqual(keyFileName(inFlightKey), inFlightKey.split("/").pop())
     }))
@@ -269,7 +269,7 @@ describe("JobQueue shutdown", () => {
   it.effect("payloads whose dead-letter write fails are counted lost: exit code 2", () =>
     Effect.gen(function*() {
       const store = yield* makeHangingStore
-      const { close, lifecycle, metrics, queue } = yield* buildQueue(
+      const { close, exitCode, metrics, queue } = yield* buildQueue(
         { maxWorkers: 1, batchMaxWaitMs: 0, uploadTimeoutMs: 60_000, shutdownTimeoutMs: 4_000 },
         store.layer,
         FailingDeadLetter
@@ -278,7 +278,7 @@ describe("JobQueue shutdown", () => {
       yield* Queue.take(store.started)
       yield* close(2_000)
       assert.strictEqual(queue.stats().lost, 3)
-      assert.strictEqual(lifecycle.exitCode, 2)
+      assert.strictEqual(yield* exitCode, 2)
       assert.strictEqual(yield* sample(metrics, "s3ingest_payloads_lost_total"), 3)
     }))
 })

@@ -4,6 +4,7 @@
  */
 import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -14,8 +15,8 @@ import { parseCollection } from "../../src/domain/Collection.js"
 import { type Arrival, makeArrival } from "../../src/domain/Slabs.js"
 import { type Settings, testLayer } from "../../src/services/AppConfig.js"
 import { JobQueue } from "../../src/services/JobQueue.js"
-import { Lifecycle, makeLifecycle } from "../../src/services/Lifecycle.js"
 import { Metrics } from "../../src/services/Metrics.js"
+import { exitCodeOf, Shutdown, type ShutdownSummary } from "../../src/services/Shutdown.js"
 import type { DeadLetter, ObjectStore } from "../../src/services/ObjectStore.js"
 import { makeMemoryDeadLetter, makeMemoryStore } from "./stores.js"
 
@@ -25,18 +26,21 @@ export const buildQueue = (
   deadLetter: Layer.Layer<DeadLetter>
 ) =>
   Effect.gen(function*() {
-    const lifecycle = makeLifecycle()
+    const summary = yield* Deferred.make<ShutdownSummary>()
     const scope = yield* Scope.make()
+    const config = testLayer(settings)
     const layer = JobQueue.Default.pipe(
       Layer.provideMerge(
-        Layer.mergeAll(Metrics.Default, store, deadLetter, testLayer(settings), Layer.succeed(Lifecycle, lifecycle))
+        Layer.mergeAll(Metrics.Default, store, deadLetter, config, Shutdown.layer(summary).pipe(Layer.provide(config)))
       )
     )
     const context = yield* Layer.buildWithScope(layer, scope)
     return {
       queue: Context.get(context, JobQueue),
       metrics: Context.get(context, Metrics),
-      lifecycle,
+      shutdown: Context.get(context, Shutdown),
+      /** The exit code the shutdown summary decides (waits for the shutdown). */
+      exitCode: Effect.map(Deferred.await(summary), exitCodeOf),
       scope,
       /** Closes the scope (the drain and shutdown) while moving the clock by `advance`. */
       close: (advance: number) =>
