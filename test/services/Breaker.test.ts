@@ -4,9 +4,12 @@
  * with its check after each cooldown whether or not a batch is waiting.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FastCheck from "effect/FastCheck"
 import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
 import * as Random from "effect/Random"
 import * as TestClock from "effect/TestClock"
 import { Metrics } from "../../src/services/Metrics.js"
@@ -176,4 +179,77 @@ describe("store circuit breaker, whileOpen: fail (replay)", () => {
       assert.strictEqual(failureOf(yield* Effect.exit(upload("a", body))).reason, "AccessDenied")
       assert.strictEqual(store.attempts.length, 1)
     }))
+})
+
+/** Every transition the state machine allows. */
+const legal = new Set(["closed>open", "open>half-open", "open>closed", "half-open>closed", "half-open>open"])
+
+/** Collects the breaker's transitions from its log lines ("store breaker open", …). */
+const transitionLog = Effect.sync(() => {
+  const statuses: Array<string> = ["closed"]
+  const logger = Logger.make(({ message }) => {
+    const text = Array.isArray(message) ? String(message[0]) : String(message)
+    const match = /^store breaker (open|half-open|closed)$/.exec(text)
+    if (match !== null) statuses.push(match[1]!)
+  })
+  return { statuses, layer: Logger.replace(Logger.defaultLogger, logger) }
+})
+
+describe("store circuit breaker under concurrent workers", () => {
+  it.scoped("BREAKER_FAILURES concurrent failures open it exactly once: no worker's update is lost", () =>
+    Effect.gen(function*() {
+      const log = yield* transitionLog
+      const { storeDown, upload } = yield* uploaderOver([retryable()], ["ok"], { breakerFailures: 16, uploadRetries: 0 })
+      const uploads = (from: number, count: number) =>
+        Effect.forEach(Array.from({ length: count }, (_, i) => `k${from + i}`), (key) => Effect.exit(upload(key, body)), {
+          concurrency: "unbounded"
+        })
+      yield* uploads(0, 15).pipe(Effect.provide(log.layer))
+      assert.isFalse(storeDown(), "15 of 16")
+      yield* uploads(15, 1).pipe(Effect.provide(log.layer))
+      assert.isTrue(storeDown(), "the 16th consecutive failure opens it")
+      assert.deepStrictEqual(log.statuses, ["closed", "open"])
+    }))
+
+  const outcome = FastCheck.constantFrom<Step>("ok", retryable(), permanent())
+  it.scoped.prop(
+    "whatever the interleaving of successes and failures, every transition is one the state machine allows",
+    [FastCheck.array(FastCheck.tuple(outcome, FastCheck.integer({ min: 0, max: 30 })), { minLength: 1, maxLength: 48 })],
+    ([attempts]) =>
+      Effect.gen(function*() {
+        const log = yield* transitionLog
+        let next = 0
+        const store = ObjectStore.of({
+          put: () =>
+            Effect.suspend(() => {
+              const [step, delay] = attempts[next++ % attempts.length]!
+              return Effect.sleep(Duration.millis(delay)).pipe(
+                Effect.zipRight(step === "ok" ? Effect.void : typeof step === "string" ? Effect.die(step) : Effect.fail(step))
+              )
+            }),
+          check: Effect.void
+        })
+        const metrics = yield* Effect.provide(Metrics, Metrics.Default)
+        const uploader = yield* makeUploader(store, metrics, {
+          uploadTimeoutMs: 10_000,
+          uploadRetries: 1,
+          breakerFailures: 3,
+          breakerCooldownMs: 100
+        })
+        const workers = yield* Effect.forkAll(
+          Array.from({ length: 16 }, (_, i) => Effect.exit(uploader.upload(`k${i}`, body))),
+          { discard: true }
+        ).pipe(Effect.provide(log.layer), Effect.fork)
+        yield* TestClock.adjust("1 minute")
+        yield* Fiber.join(workers)
+        for (let i = 1; i < log.statuses.length; i++) {
+          const edge = `${log.statuses[i - 1]}>${log.statuses[i]}`
+          assert.isTrue(legal.has(edge), `${edge} in ${log.statuses.join(" → ")}`)
+        }
+        assert.strictEqual(uploader.breakerStatus(), log.statuses.at(-1), "the last logged transition is the state")
+        const gauge = yield* sample(metrics, "s3ingest_store_breaker_state")
+        assert.strictEqual(gauge, { closed: 0, "half-open": 1, open: 2 }[uploader.breakerStatus()])
+      }),
+    { fastCheck: { numRuns: 40 } }
+  )
 })

@@ -17,6 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { backoffMillis } from "../../domain/Backoff.js"
 import {
@@ -191,31 +192,38 @@ const uploaderWith = (
     })
 
   const base = breaker.settings.cooldownMillis
-  const upload: Upload = (key, body) =>
+  /** One attempt, once the breaker lets it through, with the breaker told of its outcome. */
+  const attemptOnce = (key: string, body: Uint8Array) =>
     Effect.gen(function*() {
-      let retriesUsed = 0
-      while (true) {
-        yield* enter
-        const failure = yield* attempt(key, body)
-        if (Option.isNone(failure)) {
-          // Any success proves the store works: it resets the count of consecutive failures and
-          // the cooldown too.
-          const state = breaker.state()
-          if (state.status !== "closed" || state.failures > 0 || state.cooldownMillis !== base) {
-            yield* breaker.update(() => onSuccess(breaker.settings))
-          }
-          return
+      yield* enter
+      const failure = yield* attempt(key, body)
+      if (Option.isNone(failure)) {
+        // Any success proves the store works: it resets the count of consecutive failures and
+        // the cooldown too.
+        const state = breaker.state()
+        if (state.status !== "closed" || state.failures > 0 || state.cooldownMillis !== base) {
+          yield* breaker.update(() => onSuccess(breaker.settings))
         }
-        const error = failure.value
-        const now = yield* Clock.currentTimeMillis
-        yield* breaker.update((state) => onFailure(state, breaker.settings, now, error.retryable), error)
-        yield* Effect.logDebug("upload attempt failed").pipe(Effect.annotateLogs({ key, ...storeErrorFields(error) }))
-        if (!error.retryable || retriesUsed >= settings.uploadRetries) return yield* error
-        if (failFast && breaker.state().status !== "closed") return yield* error
-        retriesUsed++
-        yield* Effect.sleep(Duration.millis(backoffMillis(retriesUsed, yield* Random.next)))
+        return
       }
+      const error = failure.value
+      const now = yield* Clock.currentTimeMillis
+      yield* breaker.update((state) => onFailure(state, breaker.settings, now, error.retryable), error)
+      yield* Effect.logDebug("upload attempt failed").pipe(Effect.annotateLogs({ key, ...storeErrorFields(error) }))
+      return yield* error
     })
+
+  /**
+   * Up to UPLOAD_RETRIES retries of a retryable failure, each after a full-jitter backoff; in
+   * fail mode none once the breaker is open. In hold mode a retry that meets an open breaker
+   * waits in `enter` for it to close.
+   */
+  const retries = Schedule.recurs(settings.uploadRetries).pipe(
+    Schedule.whileInput((error: StoreError) => error.retryable && !(failFast && breaker.state().status !== "closed")),
+    Schedule.addDelayEffect((retried) => Effect.map(Random.next, (r) => Duration.millis(backoffMillis(retried + 1, r))))
+  )
+
+  const upload: Upload = (key, body) => Effect.retry(attemptOnce(key, body), retries)
 
   return {
     upload,
