@@ -124,13 +124,14 @@ const literalAt = (body: Buffer, at: number, literal: Buffer): boolean => {
 
 // The validator's helpers are module functions, not closures over its state: a closure makes V8
 // keep every variable it captures in a heap context, where the main loop reads and writes them.
-// They report a second result through the two variables below; `parseCollection` is synchronous,
-// so no call can interleave.
+// They report a second result through the one small object of each parse.
 
-/** Set by `stringEnd`: the string it read holds an escape. */
-let lastEscaped = false
-/** Set by `skipWhitespace`: the whitespace it skipped holds a line break. */
-let lastBroke = false
+interface Scan {
+  /** Set by `stringEnd`: the string it read holds an escape. */
+  escaped: boolean
+  /** Set by `skipWhitespace`: the whitespace it skipped holds a line break. */
+  broke: boolean
+}
 
 /**
  * Index of the closing quote of the string opening at `start`, or -1 when the string is
@@ -138,8 +139,8 @@ let lastBroke = false
  * are read four bytes at a time through `words`, the 4-byte-aligned words of the body's memory
  * from byte `wordsStart` of it, until a word holds a quote, a backslash or a control.
  */
-const stringEnd = (body: Buffer, words: Int32Array, wordsStart: number, start: number): number => {
-  lastEscaped = false
+const stringEnd = (scan: Scan, body: Buffer, words: Int32Array, wordsStart: number, start: number): number => {
+  scan.escaped = false
   const length = body.length
   const offset = body.byteOffset
   let j = start + 1
@@ -151,7 +152,7 @@ const stringEnd = (body: Buffer, words: Int32Array, wordsStart: number, start: n
     const c = body[j]!
     if (c === QUOTE) return j
     if (c === BACKSLASH) {
-      lastEscaped = true
+      scan.escaped = true
       j = escapeEnd(body, j)
       if (j < 0) return -1
     } else if (c < SPACE) {
@@ -164,8 +165,8 @@ const stringEnd = (body: Buffer, words: Int32Array, wordsStart: number, start: n
 }
 
 /** The first index at or after `from` that is not whitespace. */
-const skipWhitespace = (body: Buffer, from: number): number => {
-  lastBroke = false
+const skipWhitespace = (scan: Scan, body: Buffer, from: number): number => {
+  scan.broke = false
   const length = body.length
   let j = from
   while (j < length) {
@@ -173,7 +174,7 @@ const skipWhitespace = (body: Buffer, from: number): number => {
     if (c === SPACE || c === TAB) {
       j++
     } else if (c === LF || c === CR) {
-      lastBroke = true
+      scan.broke = true
       j++
     } else {
       break
@@ -226,6 +227,7 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
   if (!isUtf8(body)) return invalid({ reason: "invalid_json", message: "invalid UTF-8" })
   const length = body.length
 
+  const scan: Scan = { escaped: false, broke: false }
   // Containers open around the current position: true for an object, false for an array.
   const stack: Array<boolean> = []
   // A UTF-8 byte order mark may precede the text (RFC 8259 §8.1 lets a parser ignore it).
@@ -242,6 +244,9 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
   let seenData = false
   let version: string | undefined
   let token: string | undefined
+  // A top-level key given twice answers before any other shape error; the rest come after the
+  // checks of `version`, `token` and `data`.
+  let duplicateKey: CollectionError | undefined
   let shapeError: CollectionError | undefined
   let inData = false
   let dataIsArray = false
@@ -254,8 +259,8 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
   const words = new Int32Array(body.buffer, wordsStart, Math.max(0, (body.byteOffset + length - wordsStart) >> 2))
 
   while (true) {
-    i = skipWhitespace(body, i)
-    if (lastBroke && elementStart >= 0) elementBreak = true
+    i = skipWhitespace(scan, body, i)
+    if (scan.broke && elementStart >= 0) elementBreak = true
     if (i >= length) break
     const c = body[i]!
     const depth = stack.length
@@ -293,13 +298,13 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
         continue
       }
       if (c !== QUOTE) return invalid(MALFORMED)
-      const close = stringEnd(body, words, wordsStart, i)
+      const close = stringEnd(scan, body, words, wordsStart, i)
       if (close < 0) return invalid(MALFORMED)
       if (depth === 1) {
-        const key = topKey(body, i, close, lastEscaped)
+        const key = topKey(body, i, close, scan.escaped)
         if (key !== "") {
           if ((key === "version" && seenVersion) || (key === "token" && seenToken) || (key === "data" && seenData)) {
-            shapeError ??= shape(`duplicate "${key}" key`)
+            duplicateKey ??= shape(`duplicate "${key}" key`)
           }
           if (key === "version") seenVersion = true
           else if (key === "token") seenToken = true
@@ -307,8 +312,8 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
         }
         currentKey = key
       }
-      i = skipWhitespace(body, close + 1)
-      if (lastBroke && elementStart >= 0) elementBreak = true
+      i = skipWhitespace(scan, body, close + 1)
+      if (scan.broke && elementStart >= 0) elementBreak = true
       if (body[i] !== COLON) return invalid(MALFORMED)
       i++
       expectKey = false
@@ -350,11 +355,11 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
     }
     let end: number
     if (c === QUOTE) {
-      const close = stringEnd(body, words, wordsStart, i)
+      const close = stringEnd(scan, body, words, wordsStart, i)
       if (close < 0) return invalid(MALFORMED)
       if (depth === 1 && topObject) {
-        if (currentKey === "version") version = stringValue(body, i, close, lastEscaped)
-        else if (currentKey === "token") token = stringValue(body, i, close, lastEscaped)
+        if (currentKey === "version") version = stringValue(body, i, close, scan.escaped)
+        else if (currentKey === "token") token = stringValue(body, i, close, scan.escaped)
       }
       end = close + 1
     } else if (c === MINUS || isDigit(c)) {
@@ -381,7 +386,7 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
 
   if (!afterValue || stack.length > 0) return invalid(MALFORMED)
   if (!topObject) return invalid(shape("the body must be a JSON object"))
-  if (shapeError !== undefined && shapeError.message.startsWith("duplicate")) return invalid(shapeError)
+  if (duplicateKey !== undefined) return invalid(duplicateKey)
   if (version === undefined || version.length === 0) return invalid(shape("\"version\" must be a non-empty string"))
   if (token === undefined) return invalid(shape("\"token\" must be a string"))
   if (!dataIsArray || spans.length === 0) return invalid(shape("\"data\" must be a non-empty array"))

@@ -12,7 +12,7 @@ import * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
 import type { FaultPlan } from "../domain/Faults.js"
 import { isRetryableFailure } from "../domain/StoreFailure.js"
-import { ObjectStore, type ObjectStoreShape, StoreError } from "../services/ObjectStore.js"
+import { ObjectStore, type ObjectStoreShape, type StoreError, storeError } from "../services/ObjectStore.js"
 
 /** Latency, then an injected error, hang or defect, each drawn at its rate; else `request`. */
 const faulty = (plan: FaultPlan) => <A>(request: Effect.Effect<A, StoreError>): Effect.Effect<A, StoreError> =>
@@ -22,7 +22,7 @@ const faulty = (plan: FaultPlan) => <A>(request: Effect.Effect<A, StoreError>): 
       yield* Effect.sleep(Duration.millis(Math.max(0, plan.latencyMillis + jitter)))
     }
     if ((yield* Random.next) < plan.errorRate) {
-      return yield* new StoreError({
+      return yield* storeError({
         retryable: isRetryableFailure({ code: plan.errorCode }),
         reason: `${plan.errorCode}: injected fault`,
         code: plan.errorCode
@@ -41,7 +41,7 @@ export const withFaults = (plan: FaultPlan) => (store: ObjectStoreShape): Object
         const appliedThenFail = (yield* Random.next) < plan.appliedThen500Rate
         yield* store.put(key, body)
         if (appliedThenFail) {
-          return yield* new StoreError({
+          return yield* storeError({
             retryable: true,
             reason: "InternalError (HTTP 500): injected after write",
             code: "InternalError",

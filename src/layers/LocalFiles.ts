@@ -16,7 +16,7 @@ import { basename, dirname, join } from "node:path"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import { StoreError } from "../services/ObjectStore.js"
+import { storeError, type StoreError } from "../services/ObjectStore.js"
 
 export interface DurableWriter {
   /** Writes `body` to `relative` under the root, atomically and durably. */
@@ -27,7 +27,12 @@ export interface DurableWriter {
 const PERMANENT = new Set(["EACCES", "EISDIR", "ENOTDIR", "ELOOP"])
 
 const toStoreError = (what: string, error: NodeJS.ErrnoException): StoreError =>
-  new StoreError({ retryable: !PERMANENT.has(error.code ?? ""), reason: `${what}: ${error.message}`, code: error.code })
+  storeError({
+    retryable: !PERMANENT.has(error.code ?? ""),
+    reason: `${what}: ${error.message}`,
+    code: error.code,
+    cause: error
+  })
 
 type Callback = (error: NodeJS.ErrnoException | null) => void
 

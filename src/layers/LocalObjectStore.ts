@@ -12,7 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { keyFileName } from "../domain/Keys.js"
 import { AppConfig } from "../services/AppConfig.js"
-import { DeadLetter, ObjectStore, StoreError } from "../services/ObjectStore.js"
+import { DeadLetter, ObjectStore, type StoreError, storeError } from "../services/ObjectStore.js"
 import { DataDirUnusable } from "../domain/DataDirErrors.js"
 import { ensureDirectory } from "./DataDir.js"
 import { makeDurableWriter } from "./LocalFiles.js"
@@ -48,10 +48,11 @@ const writable = (root: string): Effect.Effect<void, StoreError> =>
     try: () => access(root, constants.W_OK),
     catch: (cause) => {
       const code = (cause as NodeJS.ErrnoException).code
-      return new StoreError({
+      return storeError({
         retryable: code !== "EACCES" && code !== "EROFS",
         reason: `${root} is not writable: ${String(cause)}`,
-        code
+        code,
+        cause
       })
     }
   })

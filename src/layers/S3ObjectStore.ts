@@ -14,7 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { isRetryableFailure } from "../domain/StoreFailure.js"
 import { AppConfig, type Settings } from "../services/AppConfig.js"
-import { ObjectStore, type ObjectStoreShape, StoreError, storeErrorFields } from "../services/ObjectStore.js"
+import { ObjectStore, type ObjectStoreShape, storeError, type StoreError, storeErrorFields } from "../services/ObjectStore.js"
 
 interface SdkFailure {
   readonly name?: string
@@ -34,12 +34,13 @@ export const classifyS3Failure = (cause: unknown): StoreError => {
     message: failure.message
   })
   const status = httpStatus === undefined ? "" : ` (HTTP ${httpStatus})`
-  return new StoreError({
+  return storeError({
     retryable,
     reason: `${failure.name ?? "Error"}${status}: ${failure.message ?? String(cause)}`,
     // A system error (ECONNREFUSED) says more than the generic name the SDK gives it.
     code: failure.code ?? failure.name,
-    status: httpStatus
+    status: httpStatus,
+    cause
   })
 }
 
@@ -107,7 +108,7 @@ const logStoreCheck = (store: ObjectStoreShape, settings: S3Settings) =>
     Effect.timeoutFail({
       duration: Duration.millis(settings.uploadTimeoutMs),
       onTimeout: () =>
-        new StoreError({ retryable: true, reason: `no answer within ${settings.uploadTimeoutMs} ms`, code: "Timeout" })
+        storeError({ retryable: true, reason: `no answer within ${settings.uploadTimeoutMs} ms`, code: "Timeout" })
     }),
     Effect.either,
     Effect.flatMap((result) =>

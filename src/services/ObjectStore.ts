@@ -10,21 +10,40 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import type * as Effect from "effect/Effect"
 
-export class StoreError extends Data.TaggedError("StoreError")<{
-  /** Worth another attempt (timeouts, connection errors, 5xx, 429, throttling). */
-  readonly retryable: boolean
+interface StoreFailure {
   /** A short description for logs; never contains payload data. */
   readonly reason: string
   /** The store's error code (`SlowDown`, `NoSuchBucket`) or the system's (`ECONNRESET`, `EACCES`). */
   readonly code?: string | undefined
   /** The HTTP status the store answered with, when it answered. */
   readonly status?: number | undefined
-}> {}
+  /** What the store's client threw, when it threw. */
+  readonly cause?: unknown
+}
+
+/** Another attempt may succeed: a timeout, a connection error, HTTP 5xx or 429, throttling. */
+export class RetryableStoreError extends Data.TaggedError("RetryableStoreError")<StoreFailure> {}
+
+/** Another attempt would fail the same way: 403, 404 NoSuchBucket, other 4xx, a permission. */
+export class PermanentStoreError extends Data.TaggedError("PermanentStoreError")<StoreFailure> {}
+
+export type StoreError = RetryableStoreError | PermanentStoreError
+
+/** The variant that says whether a retry can help. */
+export const storeError = (failure: StoreFailure & { readonly retryable: boolean }): StoreError => {
+  const { retryable, ...fields } = failure
+  return retryable ? new RetryableStoreError(fields) : new PermanentStoreError(fields)
+}
+
+export const isRetryable = (error: StoreError): boolean => error._tag === "RetryableStoreError"
+
+export const isStoreError = (u: unknown): u is StoreError =>
+  u instanceof RetryableStoreError || u instanceof PermanentStoreError
 
 /** The fields of a StoreError a log line carries. */
 export const storeErrorFields = (error: StoreError): Record<string, string | number | boolean> => ({
   reason: error.reason,
-  retryable: error.retryable,
+  retryable: isRetryable(error),
   ...(error.code === undefined ? {} : { code: error.code }),
   ...(error.status === undefined ? {} : { status: error.status })
 })

@@ -7,7 +7,7 @@ import * as Random from "effect/Random"
 import * as TestClock from "effect/TestClock"
 import { type FaultPlan, noFaults, parseFaults } from "../../src/domain/Faults.js"
 import { withFaults } from "../../src/layers/FaultyObjectStore.js"
-import { ObjectStore, StoreError } from "../../src/services/ObjectStore.js"
+import { isRetryable, ObjectStore, type StoreError } from "../../src/services/ObjectStore.js"
 import { makeMemoryStore } from "../support/stores.js"
 
 const body = new TextEncoder().encode("{\"id\":1}\n")
@@ -58,21 +58,21 @@ describe("FaultyObjectStore", () => {
     Effect.gen(function*() {
       const { memory, store } = yield* faulty("error=1:SlowDown")
       const error = failureOf(yield* Effect.exit(store.put("k", body)))
-      assert.isTrue(error.retryable)
+      assert.isTrue(isRetryable(error))
       assert.strictEqual(memory.objects.size, 0)
     }))
 
   it.effect("error=1:AccessDenied is permanent", () =>
     Effect.gen(function*() {
       const { store } = yield* faulty("error=1:AccessDenied")
-      assert.isFalse(failureOf(yield* Effect.exit(store.put("k", body))).retryable)
+      assert.isFalse(isRetryable(failureOf(yield* Effect.exit(store.put("k", body)))))
     }))
 
   it.effect("applied-then-500=1 writes the object, then fails retryably", () =>
     Effect.gen(function*() {
       const { memory, store } = yield* faulty("applied-then-500=1")
       const error = failureOf(yield* Effect.exit(store.put("k", body)))
-      assert.isTrue(error.retryable)
+      assert.isTrue(isRetryable(error))
       assert.strictEqual(memory.objects.get("k"), "{\"id\":1}\n")
     }))
 

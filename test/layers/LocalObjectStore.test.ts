@@ -20,7 +20,7 @@ import * as Option from "effect/Option"
 import { DataDirUnusable } from "../../src/domain/DataDirErrors.js"
 import { DeadLetterDirLive, LocalObjectStoreLive } from "../../src/layers/LocalObjectStore.js"
 import { testLayer } from "../../src/services/AppConfig.js"
-import { DeadLetter, ObjectStore, StoreError } from "../../src/services/ObjectStore.js"
+import { DeadLetter, isStoreError, ObjectStore, type StoreError } from "../../src/services/ObjectStore.js"
 
 const KEY = "payloads/2024/01/02/03/20240102T030405006Z-0a1b2c3d-00000007.ndjson"
 const FILE_NAME = "20240102T030405006Z-0a1b2c3d-00000007.ndjson"
@@ -61,7 +61,7 @@ const storeErrorOf = <A>(exit: Exit.Exit<A, StoreError>): StoreError => {
   if (Exit.isSuccess(exit)) throw new Error("expected a failure, it succeeded")
   const failure = Cause.failureOption(exit.cause)
   if (Option.isNone(failure)) throw new Error(`expected a StoreError, got ${Cause.pretty(exit.cause)}`)
-  assert.instanceOf(failure.value, StoreError)
+  assert.isTrue(isStoreError(failure.value))
   assert.isString(failure.value.reason)
   return failure.value
 }

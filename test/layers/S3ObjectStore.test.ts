@@ -12,7 +12,7 @@ import * as Option from "effect/Option"
 import { afterAll, beforeAll, inject } from "vitest"
 import { classifyS3Failure, makeS3ObjectStore, type S3Settings } from "../../src/layers/S3ObjectStore.js"
 import { Metrics } from "../../src/services/Metrics.js"
-import { type ObjectStoreShape, StoreError } from "../../src/services/ObjectStore.js"
+import { isRetryable, isStoreError, type ObjectStoreShape, type StoreError } from "../../src/services/ObjectStore.js"
 import { makeUploader } from "../../src/services/delivery/Uploader.js"
 import { getObject, type HangingConnection, listKeys, makeTestS3Client, startHangingServer } from "../support/s3.js"
 import { freePort } from "../support/service.js"
@@ -70,7 +70,7 @@ const storeErrorOf = (exit: Exit.Exit<void, StoreError>): StoreError => {
   if (Exit.isSuccess(exit)) throw new Error("expected the put to fail, it succeeded")
   const failure = Cause.failureOption(exit.cause)
   if (Option.isNone(failure)) throw new Error(`expected a StoreError, got ${Cause.pretty(exit.cause)}`)
-  expect(failure.value).toBeInstanceOf(StoreError)
+  expect(isStoreError(failure.value)).toBe(true)
   return failure.value
 }
 
@@ -148,7 +148,7 @@ describe("S3ObjectStore against s3rver", () => {
       const exit = yield* Effect.exit(store.put(`${runPrefix}/nobucket.ndjson`, ndjson("lost")))
 
       const error = storeErrorOf(exit)
-      expect(error.retryable).toBe(false)
+      expect(isRetryable(error)).toBe(false)
       expect(error.reason).toMatch(/NoSuchBucket/)
       expect(error.reason).toMatch(/404/)
     }), 20_000)
@@ -161,7 +161,7 @@ describe("S3ObjectStore against s3rver", () => {
       const exit = yield* Effect.exit(store.put(`${runPrefix}/refused.ndjson`, ndjson("refused")))
 
       const error = storeErrorOf(exit)
-      expect(error.retryable).toBe(true)
+      expect(isRetryable(error)).toBe(true)
       expect(error.reason).toMatch(/ECONNREFUSED/)
     }), 20_000)
 })
@@ -206,7 +206,7 @@ describe("S3ObjectStore against a loopback S3 that never answers", () => {
       const failedAt = Date.now()
 
       const error = storeErrorOf(exit)
-      expect(error.retryable).toBe(true)
+      expect(isRetryable(error)).toBe(true)
       expect(error.reason).toMatch(/timed out/)
       expect(failedAt - started).toBeGreaterThanOrEqual(250)
       expect(failedAt - started).toBeLessThan(1_000)
@@ -260,9 +260,8 @@ describe("classifyS3Failure", () => {
   for (const { cause, label, retryable } of cases) {
     it(`${label} → ${retryable ? "retryable" : "permanent"}`, () => {
       const error = classifyS3Failure(cause)
-      expect(error).toBeInstanceOf(StoreError)
-      expect(error._tag).toBe("StoreError")
-      expect(error.retryable).toBe(retryable)
+      expect(error._tag).toBe(retryable ? "RetryableStoreError" : "PermanentStoreError")
+      expect(error.cause, "the SDK's error is kept").toBe(cause)
     })
   }
 
@@ -274,10 +273,11 @@ describe("classifyS3Failure", () => {
     })
     expect(error.reason).toContain("AccessDenied")
     expect(error.reason).toContain("403")
+    expect([error.code, error.status]).toEqual(["AccessDenied", 403])
   })
 
   it("accepts values that are not objects", () => {
-    expect(classifyS3Failure("boom")).toBeInstanceOf(StoreError)
-    expect(classifyS3Failure(undefined)).toBeInstanceOf(StoreError)
+    expect(isStoreError(classifyS3Failure("boom"))).toBe(true)
+    expect(isStoreError(classifyS3Failure(undefined))).toBe(true)
   })
 })

@@ -8,7 +8,7 @@ import * as Random from "effect/Random"
 import * as TestClock from "effect/TestClock"
 import { backoffCeilingMillis } from "../../src/domain/Backoff.js"
 import { Metrics } from "../../src/services/Metrics.js"
-import { ObjectStore } from "../../src/services/ObjectStore.js"
+import { isRetryable, ObjectStore } from "../../src/services/ObjectStore.js"
 import { makeUploader } from "../../src/services/delivery/Uploader.js"
 import { sample } from "../support/queue.js"
 import { makeHangingStore, makeScriptedStore, permanent, retryable, type Step } from "../support/stores.js"
@@ -58,7 +58,7 @@ describe("Uploader", () => {
       const exit = yield* Fiber.await(fiber)
       assert.isTrue(Exit.isFailure(exit))
       if (Exit.isFailure(exit) && exit.cause._tag === "Fail") {
-        assert.isTrue(exit.cause.error.retryable)
+        assert.isTrue(isRetryable(exit.cause.error))
         assert.match(exit.cause.error.reason, /timed out after 10000 ms/)
       } else {
         assert.fail("expected a StoreError")

@@ -8,7 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
-import { DeadLetter, ObjectStore, StoreError } from "../../src/services/ObjectStore.js"
+import { DeadLetter, ObjectStore, type StoreError, storeError } from "../../src/services/ObjectStore.js"
 
 const text = (body: Uint8Array) => Buffer.from(body).toString("utf8")
 
@@ -48,7 +48,7 @@ export const makeHangingStore = Effect.gen(function*() {
                     reject(new Error("aborted"))
                   })
                 }),
-              catch: () => new StoreError({ retryable: true, reason: "aborted" })
+              catch: () => storeError({ retryable: true, reason: "aborted" })
             })
           )
         ),
@@ -98,8 +98,8 @@ export const makeScriptedStore = (steps: ReadonlyArray<Step>, checkSteps: Readon
     return { attempts, checks, stored, layer } as const
   })
 
-export const retryable = (reason = "SlowDown") => new StoreError({ retryable: true, reason })
-export const permanent = (reason = "AccessDenied") => new StoreError({ retryable: false, reason })
+export const retryable = (reason = "SlowDown") => storeError({ retryable: true, reason })
+export const permanent = (reason = "AccessDenied") => storeError({ retryable: false, reason })
 
 export const makeMemoryDeadLetter = Effect.sync(() => {
   const files = new Map<string, string>()
@@ -112,5 +112,5 @@ export const makeMemoryDeadLetter = Effect.sync(() => {
 
 export const FailingDeadLetter = Layer.succeed(
   DeadLetter,
-  DeadLetter.of({ write: () => Effect.fail(new StoreError({ retryable: false, reason: "ENOSPC" })) })
+  DeadLetter.of({ write: () => Effect.fail(storeError({ retryable: false, reason: "ENOSPC" })) })
 )

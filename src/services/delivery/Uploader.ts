@@ -36,7 +36,7 @@ import {
 import type { Settings } from "../AppConfig.js"
 import { type Deadlines, makeDeadlines } from "./Deadlines.js"
 import type { Metrics } from "../Metrics.js"
-import { type ObjectStoreShape, StoreError, storeErrorFields } from "../ObjectStore.js"
+import { isRetryable, type ObjectStoreShape, storeError, type StoreError, storeErrorFields } from "../ObjectStore.js"
 
 export type Upload = (key: string, body: Uint8Array) => Effect.Effect<void, StoreError>
 
@@ -141,13 +141,13 @@ const probeWhenDue = (
     if (Exit.isSuccess(exit) && Option.isSome(exit.value)) return yield* breaker.update(onProbeSuccess)
     const failure = Exit.match(exit, {
       onSuccess: () =>
-        new StoreError({
+        storeError({
           retryable: true,
           reason: `store check timed out after ${settings.uploadTimeoutMs} ms`,
           code: "Timeout"
         }),
       onFailure: (cause) =>
-        Option.getOrElse(Cause.failureOption(cause), () => new StoreError({ retryable: true, reason: "store check died" }))
+        Option.getOrElse(Cause.failureOption(cause), () => storeError({ retryable: true, reason: "store check died" }))
     })
     yield* breaker.update((state) => onProbeFailure(state, after), failure)
   }).pipe(Effect.forever)
@@ -161,7 +161,7 @@ const uploaderWith = (
   breaker: Breaker
 ): Uploader => {
   const failFast = options.whileOpen === "fail"
-  const breakerOpen = new StoreError({ retryable: true, reason: "store breaker open", code: "BreakerOpen" })
+  const breakerOpen = storeError({ retryable: true, reason: "store breaker open", code: "BreakerOpen" })
   // A closed breaker lets every attempt through: that path, taken once per batch, costs one check.
   const enter: Effect.Effect<void, StoreError> = Effect.suspend(() =>
     breaker.state().status === "closed" ? Effect.void : failFast ? Effect.fail(breakerOpen) : breaker.closed
@@ -180,7 +180,7 @@ const uploaderWith = (
       if (Option.isNone(result.right)) {
         metrics.attempt("timeout")
         return Option.some(
-          new StoreError({
+          storeError({
             retryable: true,
             reason: `attempt timed out after ${settings.uploadTimeoutMs} ms`,
             code: "Timeout"
@@ -208,7 +208,7 @@ const uploaderWith = (
       }
       const error = failure.value
       const now = yield* Clock.currentTimeMillis
-      yield* breaker.update((state) => onFailure(state, breaker.settings, now, error.retryable), error)
+      yield* breaker.update((state) => onFailure(state, breaker.settings, now, isRetryable(error)), error)
       yield* Effect.logDebug("upload attempt failed").pipe(Effect.annotateLogs({ key, ...storeErrorFields(error) }))
       return yield* error
     })
@@ -219,7 +219,7 @@ const uploaderWith = (
    * waits in `enter` for it to close.
    */
   const retries = Schedule.recurs(settings.uploadRetries).pipe(
-    Schedule.whileInput((error: StoreError) => error.retryable && !(failFast && breaker.state().status !== "closed")),
+    Schedule.whileInput((error: StoreError) => isRetryable(error) && !(failFast && breaker.state().status !== "closed")),
     Schedule.addDelayEffect((retried) => Effect.map(Random.next, (r) => Duration.millis(backoffMillis(retried + 1, r))))
   )
 
