@@ -3,10 +3,10 @@
  *
  * The request path runs no fiber: headers are checked, the body read with Node's own events,
  * and the collection admitted through the synchronous `Ingest.admit`. Only rare paths (the
- * metrics scrape, an unexpected exception) run an Effect, through the Runtime captured when
- * the layer was built. The layer's finalizer conducts the graceful shutdown: readiness off,
- * intake kept for `SHUTDOWN_DELAY_MS`, then 503 + `Connection: close` while the queue drains,
- * then the listener closes.
+ * metrics scrape, a refusal logged at debug, an unexpected exception) run an Effect, on a fiber
+ * of a FiberSet in the layer's scope. The layer's finalizer conducts the graceful shutdown:
+ * readiness off, intake kept for `SHUTDOWN_DELAY_MS`, then 503 + `Connection: close` while the
+ * queue drains, then the listener closes.
  */
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { STATUS_CODES } from "node:http"
@@ -17,9 +17,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as LogLevel from "effect/LogLevel"
-import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import { type Rejection, type RejectionReason, rejectionStatus } from "../domain/Rejection.js"
 import { bearerToken, contentEncoding, type Encoding, isJsonContentType, JSON_TYPE } from "../domain/RequestHeaders.js"
@@ -60,8 +60,8 @@ const make = Effect.gen(function*() {
   const shutdown = yield* Shutdown
   const listener = yield* HttpListener
   const { markIdle } = listener
-  const runtime = yield* Effect.runtime<never>()
-  const runFork = Runtime.runFork(runtime)
+  // The rare paths' fibers belong to this layer's scope: closing the edge interrupts any left.
+  const runFork = yield* FiberSet.makeRuntime<never>()
   // Decided once: at other levels a refused request costs no Effect at all.
   const logRefusals = LogLevel.lessThanEqual(yield* FiberRef.get(FiberRef.currentMinimumLogLevel), LogLevel.Debug)
   /** A refused request at debug level: the status and why, never the body, token or path. */
