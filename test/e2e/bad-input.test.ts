@@ -28,6 +28,7 @@ import { join } from "node:path"
 import { gzipSync } from "node:zlib"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { listFiles, type RunningService, startService } from "../support/service.js"
+import { sleep } from "../support/wait.js"
 import { REJECTION_REASONS, type RejectionReason } from "../support/contract.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -80,7 +81,6 @@ interface Exchange {
   readonly elapsedMs: number
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 class RawConnection {
   private data = Buffer.alloc(0)

@@ -19,13 +19,14 @@
  */
 import { randomUUID } from "node:crypto"
 import { readFileSync, rmSync, writeFileSync } from "node:fs"
-import { request } from "node:http"
 import { join } from "node:path"
 import type { S3Client } from "@aws-sdk/client-s3"
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest"
 import { type FaultProxy, startFaultProxy } from "../support/faultProxy.js"
+import { call as httpCall, type Reply } from "../support/http.js"
 import { getObject, listKeys, makeTestS3Client } from "../support/s3.js"
 import { type LogLine, readLines, type RunningService, startService } from "../support/service.js"
+import { sleep, waitFor } from "../support/wait.js"
 
 const s3Endpoint = inject("s3Endpoint")
 const s3Bucket = inject("s3Bucket")
@@ -36,7 +37,6 @@ const runId = randomUUID().slice(0, 8)
 /** Generous: the service idles at ~60–90 MB; a leak or an unbounded queue would pass it. */
 const RSS_BOUND_MB = 400
 
-const sleep = (ms: number) => new Promise<void>((done) => setTimeout(done, ms))
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -195,28 +195,11 @@ const begin = async (
  * socket of the test holds the service's listener open during its drain, so exit times measure
  * the service, not the test's connection pool.
  */
-const call = (s: Scenario, method: string, path: string, body?: string): Promise<{ status: number; text: string }> =>
-  new Promise((resolve, reject) => {
-    const req = request({
-      host: "127.0.0.1",
-      port: s.service.port,
-      method,
-      path,
-      agent: false,
-      headers: body === undefined
-        ? {}
-        : { "content-type": "application/json", "content-length": Buffer.byteLength(body) }
-    }, (res) => {
-      let text = ""
-      res.setEncoding("utf8")
-      res.on("data", (chunk: string) => {
-        text += chunk
-      })
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, text }))
-      res.on("error", reject)
-    })
-    req.on("error", reject)
-    req.end(body)
+const call = (s: Scenario, method: string, path: string, body?: string): Promise<Reply> =>
+  httpCall(s.service.port, {
+    method,
+    path,
+    ...(body === undefined ? {} : { body, headers: { "content-type": "application/json" } })
   })
 
 /** Posts one collection of `count` payloads with fresh ids; returns the status (0: no answer). */
@@ -255,16 +238,6 @@ const metric = (text: string, name: string, labels = ""): number => {
 
 const readyStatus = async (s: Scenario): Promise<number> => (await call(s, "GET", "/readyz")).status
 
-/** Polls until `probe` returns a value (not undefined), or fails after `timeoutMs`. */
-const waitFor = async <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, everyMs = 25) => {
-  const until = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(everyMs)
-  }
-}
 
 /** Until nothing is queued or in flight and the counters add up. */
 const waitIdle = (s: Scenario, timeoutMs: number) =>
@@ -679,8 +652,12 @@ describe("chaos (short forms)", () => {
     expect(metric(openText, "s3ingest_store_breaker_state"), "breaker open").toBe(2)
     expect(await readyStatus(s), "/readyz while open").toBe(503)
     for (let i = 0; i < 5; i++) expect(await post(s, 10)).toBe(202)
-    await sleep(600)
-    const heldText = await metricsText(s)
+    const heldText = await waitFor("the later batches held in flight", async () => {
+      const text = await metricsText(s)
+      return metric(text, "s3ingest_payloads_in_flight") + metric(text, "s3ingest_queue_payloads") === 50
+        ? text
+        : undefined
+    }, 5_000)
     const counts = s.proxy!.counts()
     const o = await finish(s, 3_000 + 2_000)
     note(

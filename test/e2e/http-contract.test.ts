@@ -11,7 +11,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { type IncomingHttpHeaders, request as httpRequest } from "node:http"
+import { request as httpRequest } from "node:http"
 import { connect, createServer, type Server, type Socket } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -19,6 +19,8 @@ import { gzipSync } from "node:zlib"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { freePort, listFiles, type LogLine, MAIN, type RunningService, startService } from "../support/service.js"
 import { REJECTION_REASONS, type RejectionReason } from "../support/contract.js"
+import { call as httpCall, type Reply, type RequestSpec } from "../support/http.js"
+import { waitFor } from "../support/wait.js"
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -36,54 +38,13 @@ const tempDir = (label: string): string => {
   return dir
 }
 
-interface Reply {
-  readonly status: number
-  readonly headers: IncomingHttpHeaders
-  readonly text: string
-}
-
-interface RequestSpec {
-  readonly method?: string
-  readonly path?: string
-  /** Sent as given; `content-length` is added for a body unless present. */
-  readonly headers?: Readonly<Record<string, string>>
-  readonly body?: string | Buffer
-}
-
 /** Where a service listens. */
 interface Target {
   readonly port: number
 }
 
 /** One request on a fresh connection with full control of the headers (fetch adds its own). */
-const call = (service: Target, spec: RequestSpec = {}): Promise<Reply> =>
-  new Promise((resolve, reject) => {
-    const body = spec.body === undefined
-      ? undefined
-      : typeof spec.body === "string"
-      ? Buffer.from(spec.body, "utf8")
-      : spec.body
-    const headers: Record<string, string> = { ...spec.headers }
-    if (body !== undefined && !Object.keys(headers).some((name) => name.toLowerCase() === "content-length")) {
-      headers["content-length"] = String(body.length)
-    }
-    const req = httpRequest({
-      host: "127.0.0.1",
-      port: service.port,
-      method: spec.method ?? "POST",
-      path: spec.path ?? "/v1/payloads",
-      headers,
-      agent: false
-    }, (res) => {
-      const chunks: Array<Buffer> = []
-      res.on("data", (chunk: Buffer) => chunks.push(chunk))
-      res.on("end", () =>
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") }))
-      res.on("error", reject)
-    })
-    req.on("error", reject)
-    req.end(body)
-  })
+const call = (service: Target, spec: RequestSpec = {}): Promise<Reply> => httpCall(service.port, spec)
 
 const JSON_HEADERS = { "content-type": "application/json" } as const
 
@@ -220,16 +181,6 @@ const linesOf = (text: string): Array<string> => text.split("\n").filter((line) 
 
 const idOf = (line: string): unknown => (JSON.parse(line) as { readonly id?: unknown }).id
 
-/** Polls `probe` until it returns a value (not undefined), within `timeoutMs`. */
-const waitFor = async <A>(what: string, probe: () => A | undefined | Promise<A | undefined>, timeoutMs = 5_000) => {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
 
 /** Waits until a stored line exists for each id; returns id → raw line (and its object file). */
 const waitForStored = (service: RunningService, ids: ReadonlyArray<string>) =>

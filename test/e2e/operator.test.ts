@@ -15,6 +15,7 @@ import { runCli } from "../support/cli.js"
 import { startFaultProxy } from "../support/faultProxy.js"
 import { getObject, listKeys, makeTestS3Client } from "../support/s3.js"
 import { freePort, type LogLine, MAIN, postJson, type RunningService, startService } from "../support/service.js"
+import { waitFor } from "../support/wait.js"
 
 const s3Endpoint = inject("s3Endpoint")
 const s3Bucket = inject("s3Bucket")
@@ -33,16 +34,6 @@ const s3Env = (bucket: string, endpoint = s3Endpoint): Record<string, string> =>
   AWS_REGION: "us-east-1"
 })
 
-/** Polls `condition` every 25 ms until it returns a value, or fails after `timeoutMs`. */
-const waitFor = async <A>(what: string, condition: () => Promise<A | undefined>, timeoutMs = 10_000): Promise<A> => {
-  const deadline = Date.now() + timeoutMs
-  while (true) {
-    const value = await condition()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}
 
 const status = async (url: string, path: string) => (await fetch(`${url}${path}`)).status
 

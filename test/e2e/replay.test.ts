@@ -13,15 +13,9 @@ import { type CliRun, runCli } from "../support/cli.js"
 import { startFaultProxy } from "../support/faultProxy.js"
 import { getObject, listKeys, makeTestS3Client, startHangingServer } from "../support/s3.js"
 import { listFiles, MAIN, postJson, readLines, type RunningService, startService } from "../support/service.js"
+import { waitFor } from "../support/wait.js"
 
-/** Polls `condition` every 20 ms until it holds, or fails after `timeoutMs`. */
-const waitUntil = async (what: string, condition: () => Promise<boolean>, timeoutMs = 10_000) => {
-  const deadline = Date.now() + timeoutMs
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
+
 
 const replay = (dataDir: string, env: Record<string, string> = {}) =>
   spawnSync(process.execPath, [MAIN, "replay"], {
@@ -42,7 +36,7 @@ const deadLettered = async (ids: ReadonlyArray<string>) => {
   const res = await postJson(service.url, { version: "1", token: "t", data: ids.map((id) => ({ id })) })
   expect(res.status).toBe(202)
   const dir = join(service.dataDir, "dead-letter")
-  for (let i = 0; i < 200 && readLines(dir).length < ids.length; i++) await new Promise((r) => setTimeout(r, 25))
+  await waitFor("the batch dead-lettered", () => readLines(dir).length === ids.length || undefined, 5_000)
   expect(await service.stop("SIGTERM")).toBe(1)
   const dataDir = service.dataDir
   service = undefined
@@ -111,9 +105,21 @@ describe("DATA_DIR lock", () => {
     expect(replay(dataDir).status).toBe(0)
   })
 
-  it("a fresh DATA_DIR gets its lock", () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "s3-ingest-lock-"))
-    expect(replay(dataDir).status).toBe(0)
+  it("replay holds DATA_DIR's lock while it runs and removes it when it ends", async () => {
+    const hanging = await startHangingServer()
+    try {
+      const dataDir = mkdtempSync(join(tmpdir(), "s3-ingest-lock-"))
+      writeDeadLetters(dataDir, [["lock-1"]])
+      const run = replayAsync(dataDir, { ...s3Env(hanging.endpoint, `${runId}/lock`), UPLOAD_TIMEOUT_MS: "60000" })
+      await run.logged("replay started")
+      const lock = JSON.parse(readFileSync(join(dataDir, "s3-ingest.lock"), "utf8")) as { pid: number }
+      expect(lock.pid).toBe(run.child.pid)
+      run.child.kill("SIGTERM")
+      expect((await run.exited).code).toBe(1)
+      expect(existsSync(join(dataDir, "s3-ingest.lock"))).toBe(false)
+    } finally {
+      await hanging.close()
+    }
   })
 })
 
@@ -246,8 +252,8 @@ describe("replay against a failing store: it ends, says what happened, and a lat
     const run = replayAsync(dataDir, { ...s3Env(hanging.endpoint, prefix), UPLOAD_TIMEOUT_MS: "60000" })
     await run.logged("replay started")
     // The start-up store check and the first PUT both reach the hanging store.
-    await waitUntil("the first PUT reached the store", async () =>
-      hanging.connections.some((connection) => connection.received().startsWith("PUT")))
+    await waitFor("the first PUT to reach the store", () =>
+      hanging.connections.some((connection) => connection.received().startsWith("PUT")) || undefined)
     run.child.kill("SIGTERM")
     expect((await run.exited).code).toBe(1)
     expect(summaryOf(run)).toMatchObject({ files: 3, stored: 0, failed: 0, left: 3, interrupted: true })

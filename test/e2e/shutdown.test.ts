@@ -3,37 +3,30 @@
  * stored exactly once, nothing refused is stored, every request on an accepted connection is
  * answered, and the process exits 0 with a `shutdown` summary that adds up.
  */
-import { Agent, request } from "node:http"
+import { Agent } from "node:http"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
+import { postJsonTo } from "../support/http.js"
 import { readLines, type RunningService, startService } from "../support/service.js"
+import { waitFor } from "../support/wait.js"
 
 interface Outcome {
   readonly ids: ReadonlyArray<string>
   readonly status: number | undefined
   readonly error: string | undefined
   readonly connection: string | undefined
+  /** `Date.now()` when the request was sent. */
+  readonly sentAt: number
 }
 
-const post = (agent: Agent, port: number, ids: ReadonlyArray<string>): Promise<Outcome> =>
-  new Promise((resolve) => {
-    const body = JSON.stringify({ version: "1", token: "t", data: ids.map((id) => ({ id, pad: "x".repeat(64) })) })
-    const req = request({
-      agent,
-      host: "127.0.0.1",
-      port,
-      method: "POST",
-      path: "/v1/payloads",
-      headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) }
-    }, (res) => {
-      res.resume()
-      res.on("end", () =>
-        resolve({ ids, status: res.statusCode, error: undefined, connection: res.headers.connection }))
-    })
-    req.on("error", (error: NodeJS.ErrnoException) =>
-      resolve({ ids, status: undefined, error: error.code ?? error.message, connection: undefined }))
-    req.end(body)
-  })
+const post = (agent: Agent, port: number, ids: ReadonlyArray<string>): Promise<Outcome> => {
+  const body = JSON.stringify({ version: "1", token: "t", data: ids.map((id) => ({ id, pad: "x".repeat(64) })) })
+  const sentAt = Date.now()
+  return postJsonTo(port, body, { agent }).then(
+    (reply) => ({ ids, status: reply.status, error: undefined, connection: reply.headers.connection, sentAt }),
+    (error: NodeJS.ErrnoException) => ({ ids, status: undefined, error: error.code ?? error.message, connection: undefined, sentAt })
+  )
+}
 
 let service: RunningService | undefined
 afterEach(async () => {
@@ -48,7 +41,6 @@ describe("graceful shutdown", () => {
     const clients = 8
     const perRequest = 5
     let sent = 0
-    let signalled = false
     const outcomes: Array<Outcome> = []
 
     const client = async (c: number) => {
@@ -65,12 +57,13 @@ describe("graceful shutdown", () => {
     }
 
     const load = Promise.all(Array.from({ length: clients }, (_, c) => client(c)))
-    while (sent < 400) await new Promise((r) => setTimeout(r, 10))
-    signalled = true
+    await waitFor("400 requests sent", () => sent >= 400 || undefined)
+    const signalledAt = Date.now()
     const code = await service.stop("SIGTERM")
     await load
-    expect(signalled).toBe(true)
     expect(code).toBe(0)
+    // The signal came in the middle of the load: requests sent after it were still answered.
+    expect(outcomes.filter((o) => o.sentAt > signalledAt && o.status !== undefined).length).toBeGreaterThan(0)
 
     const accepted = outcomes.filter((o) => o.status === 202)
     const refused = outcomes.filter((o) => o.status !== undefined && o.status !== 202)
@@ -108,9 +101,8 @@ describe("graceful shutdown", () => {
   it("SHUTDOWN_DELAY_MS keeps intake open while readiness is already false", async () => {
     service = await startService({ SHUTDOWN_DELAY_MS: "1500" })
     service.child.kill("SIGTERM")
-    await new Promise((r) => setTimeout(r, 300))
-    const ready = await fetch(`${service.url}/readyz`)
-    expect(ready.status).toBe(503)
+    const url = service.url
+    await waitFor("/readyz 503 after the signal", async () => (await fetch(`${url}/readyz`)).status === 503 || undefined)
     const health = await fetch(`${service.url}/healthz`)
     expect(health.status).toBe(200)
     const during = await fetch(`${service.url}/v1/payloads`, {

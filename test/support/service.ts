@@ -7,6 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
+import { sleep } from "./wait.js"
 
 export const MAIN = resolve(import.meta.dirname, "../../dist/main.js")
 
@@ -92,7 +93,7 @@ export const startService = async (env: Record<string, string> = {}): Promise<Ru
       child.kill("SIGKILL")
       throw new Error(`service did not start: ${stderr}`)
     }
-    await new Promise((r) => setTimeout(r, 20))
+    await sleep(20)
   }
   return service
 }
