@@ -1,7 +1,8 @@
 /**
  * The job queue: the admission buffer (bounds, slabs, ledger), `MAX_WORKERS` fibers that each
  * collect a batch in turn (Collector), key it once and deliver it (Delivery, Uploader), and the
- * drain at shutdown. The parts are built here and nowhere else.
+ * drain at shutdown. The parts are built here and nowhere else; docs/ARCHITECTURE.md tells who
+ * owns what among them.
  *
  * Shutdown: the finalizer drains while the workers live, then interrupts them (in-flight uploads
  * are aborted) and dead-letters whatever was not stored, so that at every moment

@@ -3,6 +3,7 @@
  * off at once), closes intake after `SHUTDOWN_DELAY_MS`, the queue drains until `drainUntil` and
  * then completes the summary, from which the process's exit code follows. The phases are read on
  * the request path, so they are plain fields read through functions; only this module writes them.
+ * The phases in order are in docs/ARCHITECTURE.md (Start and stop).
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"

@@ -1,5 +1,5 @@
 /**
- * Retry waits (DESIGN §2): exponential backoff with full jitter, base 100 ms, factor 2, each
+ * Retry waits: exponential backoff with full jitter, base 100 ms, factor 2, each
  * wait capped at 5 s.
  */
 import { assert, describe, it } from "@effect/vitest"

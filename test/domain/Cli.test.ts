@@ -1,5 +1,5 @@
 /**
- * Command-line parsing (DESIGN §5): a command, then `--kebab-case` flags naming a setting,
+ * Command-line parsing: a command, then `--kebab-case` flags naming a setting,
  * `--max-workers 8` or `--max-workers=8`.
  */
 import { assert, describe, it } from "@effect/vitest"

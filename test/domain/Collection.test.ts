@@ -1,5 +1,5 @@
 /**
- * Collection validation and NDJSON encoding (DESIGN §2, §7): one line per payload that parses to
+ * Collection validation and NDJSON encoding: one line per payload that parses to
  * the payload sent, exact element text where the element sits on one line, 400 reasons split into
  * `invalid_json` and `invalid_shape`.
  */

@@ -1,5 +1,5 @@
 /**
- * Object keys (DESIGN §2, §6): `{prefix}/{yyyy}/{mm}/{dd}/{hh}/{yyyymmddTHHMMSSmmmZ}-{instance}-{seq}.ndjson`
+ * Object keys: `{prefix}/{yyyy}/{mm}/{dd}/{hh}/{yyyymmddTHHMMSSmmmZ}-{instance}-{seq}.ndjson`
  * in UTC, the dead-letter file name of a key, and the key rebuilt from that file name by `replay`.
  */
 import { afterEach, assert, describe, it } from "@effect/vitest"

@@ -1,5 +1,5 @@
 /**
- * Which store failures are retried (DESIGN §2): timeouts, connection errors, 5xx, 429 and S3
+ * Which store failures are retried: timeouts, connection errors, 5xx, 429 and S3
  * throttling codes are; AccessDenied, NoSuchBucket and other 4xx are permanent.
  */
 import { assert, describe, it } from "@effect/vitest"

@@ -1,5 +1,5 @@
 /**
- * The bad-input catalogue (reliability notes §4, DESIGN §7) as ONE table, run in order against one
+ * The bad-input catalogue as ONE table, run in order against one
  * service (`node dist/main.js service`, local storage, its own DATA_DIR) started with small limits:
  * MAX_BODY_BYTES=65536, MAX_JSON_DEPTH=32, MAX_PAYLOADS_PER_REQUEST=100, REQUEST_TIMEOUT_MS=1500,
  * INGEST_TOKENS=good-token.
@@ -7,7 +7,7 @@
  * Every request goes over its own raw TCP connection, so each case controls every byte (duplicate
  * headers, obs-fold, NUL, missing Host, `Expect: 100-continue`, slow trickles) and sees every
  * response the server writes (interim 1xx included). For each case the test asserts:
- *  1. the exact status of DESIGN §7 (or "413 or reset" for a streamed oversized body, the one
+ *  1. the exact status of the contract (or "413 or reset" for a streamed oversized body, the one
  *     place §7 allows a reset);
  *  2. the response: for our handler's answers `Content-Type: application/json` and a body
  *     `{"error": string}` (202: `{"accepted": n}`); for Node's parser answers (400 / 408 / 431
@@ -52,7 +52,7 @@ const ENV: Readonly<Record<string, string>> = {
 const REASONS = REJECTION_REASONS
 type Reason = RejectionReason
 
-/** Body errors whose split between the two 400 labels DESIGN §8 leaves open. */
+/** Body errors whose split between the two 400 labels the contract leaves open. */
 const ANY_400: ReadonlyArray<Reason> = ["invalid_json", "invalid_shape"]
 
 // ---------------------------------------------------------------------------------------------
@@ -426,9 +426,9 @@ const withBytes = (marker: string, bytes: ReadonlyArray<number>): Buffer =>
 
 interface CaseSpec {
   readonly send: Send
-  /** The exact status of DESIGN §7. */
+  /** The exact status of the contract. */
   readonly status: number
-  /** DESIGN §7 allows a reset instead (streamed oversized body only). */
+  /** The contract allows a reset instead (streamed oversized body only). */
   readonly orReset?: true
   /** Who answers: our request handler (default) or Node's HTTP parser via the `clientError` hook. */
   readonly by?: "handler" | "node"
@@ -906,7 +906,7 @@ const port = (): number => {
 const delta = (before: Counters, after: Counters, reason: string) =>
   (after.rejected[reason] ?? 0) - (before.rejected[reason] ?? 0)
 
-/** The error body of DESIGN §7: exactly `{"error": <non-empty string>}`. */
+/** The error body of the contract: exactly `{"error": <non-empty string>}`. */
 const expectErrorBody = (reply: RawResponse) => {
   expect(reply.headers["content-type"]).toMatch(/^application\/json\b/i)
   const body: unknown = JSON.parse(reply.body)
@@ -915,7 +915,7 @@ const expectErrorBody = (reply: RawResponse) => {
   expect((body as { readonly error: string }).error.length).toBeGreaterThan(0)
 }
 
-describe("bad-input catalogue (reliability notes §4, DESIGN §7)", () => {
+describe("bad-input catalogue", () => {
   it("has at least 30 cases with unique markers and some controls", () => {
     expect(cases.length).toBeGreaterThanOrEqual(30)
     expect(new Set(cases.map((c) => c.marker)).size).toBe(cases.length)
@@ -930,7 +930,7 @@ describe("bad-input catalogue (reliability notes §4, DESIGN §7)", () => {
       const reply = exchange.final
       if (c.compressed !== true) expect(exchange.sent.includes(c.marker), "the request carries the marker").toBe(true)
 
-      // (1) the status of DESIGN §7 (a reset only where §7 allows one)
+      // (1) the status of the contract (a reset only where it allows one)
       if (reply === undefined) {
         expect(c.orReset, `no response (socket: ${exchange.error ?? "closed"}) where §7 requires ${c.status}`).toBe(true)
         expect(["ECONNRESET", "EPIPE"]).toContain(exchange.error)

@@ -1,5 +1,5 @@
 /**
- * Chaos scenarios, end to end (DESIGN §1–§3, notes/reliability.md §6 B/C): the built service runs
+ * Chaos scenarios, end to end: the built service runs
  * as a child process, with STORAGE=s3 against s3rver behind a fault proxy the test switches at
  * run time (SlowDown storms, connection resets, hangs, 500s after the write applied, 403s), or
  * with STORAGE=local and STORE_FAULTS (defects, a dead-letter directory that cannot be written).
@@ -11,7 +11,7 @@
  * deadLettered + lost = accepted, and each matches what is on disk / in the bucket); the child's
  * RSS stays under a generous bound.
  *
- * Beyond the storms, two scenarios pin the breaker's own contract (DESIGN §2): sparse failures
+ * Beyond the storms, two scenarios pin the breaker's own contract: sparse failures
  * must be *consecutive* to open it (a′), and a probe that dies must not leave it half-open (g′).
  *
  * The short forms run in CI (each scenario bounded to a few seconds). The long form
@@ -449,7 +449,7 @@ const expectAccounted = (s: Scenario, o: Outcome, options: { readonly lostAllowe
   }
   expect(o.rssSamples, "RSS was sampled").toBeGreaterThanOrEqual(3)
   expect(o.peakRssMb, `peak RSS under ${RSS_BOUND_MB} MB`).toBeLessThan(RSS_BOUND_MB)
-  // The exit code follows the summary (DESIGN §3).
+  // The exit code follows the summary.
   expect(o.exitCode, "exit code: 0 clean, 1 dead-lettered, 2 lost").toBe(
     summary.lost > 0 ? 2 : summary.deadLettered > 0 ? 1 : 0
   )
@@ -469,7 +469,7 @@ const slowDownStorm = async (label: string, stormMs: number) => {
     // A batch is dead-lettered only after UPLOAD_RETRIES + 1 failed attempts with the breaker
     // closed: at 50 % SlowDown that is p = 2^-21 per batch here, so "none dead-lettered" is a
     // property of the service, not of luck. With the default 5, a batch that met six attempts
-    // with the breaker closed would be dead-lettered with p = 1/64, which DESIGN §2 allows.
+    // with the breaker closed would be dead-lettered with p = 1/64, which the retry policy allows.
     env: { UPLOAD_RETRIES: "20" }
   })
   await postFor(s, stormMs)
@@ -537,7 +537,7 @@ describe("chaos (short forms)", () => {
   })
 
   it("(a′) sparse SlowDowns (15 %) never make BREAKER_FAILURES=8 consecutive failures: the breaker stays closed", async () => {
-    // DESIGN §2: the breaker opens after BREAKER_FAILURES *consecutive* retryable failures. At
+    // The breaker opens after BREAKER_FAILURES *consecutive* retryable failures. At
     // 15 % independent failures, eight in a row among ~250 attempts happens with p ≈ 5e-5;
     // eight in all (what a counter that successes do not reset sees) after ~55 attempts.
     const s = await begin("a2-sparse", {
@@ -711,7 +711,7 @@ describe("chaos (short forms)", () => {
 
   it("(g′) a defect in the half-open probe does not wedge the breaker: it keeps probing", async () => {
     // Every attempt either fails with a permanent AccessDenied (opens the breaker at once) or
-    // dies with a defect. DESIGN §2: an open breaker probes after each cooldown (200, 400, 800,
+    // dies with a defect. An open breaker probes after each cooldown (200, 400, 800,
     // 1600 ms); a probe that dies must not leave it half-open for good.
     const s = await begin("g2-probe-defect", {
       storage: "local",

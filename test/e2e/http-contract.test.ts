@@ -1,5 +1,5 @@
 /**
- * End-to-end tests of the external HTTP contract (DESIGN §5, §7, §8) against the built service,
+ * End-to-end tests of the external HTTP contract (statuses, settings, metrics) against the built service,
  * `node dist/main.js service`, run as a child process on loopback. Each describe block shares one
  * service instance (started in beforeAll, stopped by its handle in afterAll); requests go over
  * fresh connections (`agent: false`) so no keep-alive state leaks between cases.
@@ -379,7 +379,7 @@ const runCli = (args: ReadonlyArray<string>, env: Readonly<Record<string, string
   })
 
 // ---------------------------------------------------------------------------------------------
-// The default instance: defaults of DESIGN §5, local storage, no allow-list.
+// The default instance: the documented defaults, local storage, no allow-list.
 // ---------------------------------------------------------------------------------------------
 
 let main: RunningService
@@ -667,7 +667,7 @@ describe("probes and metrics", () => {
     expect((await get(main, "/readyz")).status).toBe(200)
   })
 
-  it("GET /metrics → Prometheus text with every metric of DESIGN §8 and the process metrics", async () => {
+  it("GET /metrics → Prometheus text with every documented metric and the process metrics", async () => {
     const reply = await get(main, "/metrics")
     expect(reply.status).toBe(200)
     expect(reply.headers["content-type"]).toMatch(/^text\/plain/)
@@ -1182,7 +1182,7 @@ describe("503 queue full, all-or-nothing (STORAGE=s3 against a store that never 
 
 // ---------------------------------------------------------------------------------------------
 
-describe("precedence when several answers apply (DESIGN §7)", () => {
+describe("precedence when several answers apply", () => {
   let both: RunningService
 
   beforeAll(async () => {
@@ -1279,7 +1279,7 @@ describe("precedence when several answers apply (DESIGN §7)", () => {
 
 // ---------------------------------------------------------------------------------------------
 
-describe("CLI and configuration (DESIGN §5)", () => {
+describe("CLI and configuration", () => {
   const DEFAULTS: ReadonlyArray<readonly [variable: string, defaultValue: string | undefined]> = [
     ["HOST", "0.0.0.0"],
     ["PORT", "8080"],

@@ -1,7 +1,7 @@
 /**
  * End to end with STORAGE=s3: the built service writes its batches to a real S3-compatible
  * server (s3rver on loopback), drains on SIGTERM, and every acknowledged payload is in exactly
- * one object under the documented key layout (DESIGN §2, §3, §6).
+ * one object under the documented key layout.
  */
 import { randomUUID } from "node:crypto"
 import { rmSync } from "node:fs"

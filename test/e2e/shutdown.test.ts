@@ -1,5 +1,5 @@
 /**
- * SIGTERM in the middle of a load of keep-alive clients (DESIGN §3): every 202'd payload is
+ * SIGTERM in the middle of a load of keep-alive clients: every 202'd payload is
  * stored exactly once, nothing refused is stored, every request on an accepted connection is
  * answered, and the process exits 0 with a `shutdown` summary that adds up.
  */

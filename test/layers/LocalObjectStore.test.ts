@@ -1,5 +1,5 @@
 /**
- * The embedded store and the dead-letter directory on the real file system (DESIGN §6):
+ * The embedded store and the dead-letter directory on the real file system:
  * `DATA_DIR/objects/{key}` and `DATA_DIR/dead-letter/{file name of the key}`, written through a
  * temporary file under `DATA_DIR/.tmp` that never outlives a write or a restart.
  */

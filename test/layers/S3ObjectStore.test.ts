@@ -1,6 +1,6 @@
 /**
  * The S3 store against a real S3-compatible server (s3rver on loopback, started by the global
- * setup), a loopback "S3" that never answers, and a port where nothing listens (DESIGN §2, §6, §9).
+ * setup), a loopback "S3" that never answers, and a port where nothing listens.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { randomUUID } from "node:crypto"

@@ -1,9 +1,9 @@
 /**
- * The external contract as the end-to-end tests read it, written out from DESIGN.md rather than
+ * The external contract as the end-to-end tests read it, written out from the contract rather than
  * imported from src: a test that took these from the implementation could not catch a drift.
  */
 
-/** `s3ingest_requests_rejected_total` reason labels (DESIGN §8). */
+/** `s3ingest_requests_rejected_total` reason labels. */
 export const REJECTION_REASONS = [
   "invalid_json",
   "invalid_shape",

@@ -1,6 +1,6 @@
 /**
  * A loopback HTTP proxy in front of the test S3 server whose behaviour a test switches at run
- * time, to stage store faults end to end (DESIGN §2, notes/reliability.md §6 B):
+ * time, to stage store faults end to end:
  *
  *   pass              forward the request, pipe both bodies
  *   slowdown          answer 503 `SlowDown` without forwarding (to `fraction` of requests; the
