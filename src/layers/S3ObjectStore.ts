@@ -46,7 +46,17 @@ export const classifyS3Failure = (cause: unknown): StoreError => {
 
 export type S3Settings = Pick<
   Settings,
-  "s3Bucket" | "s3Region" | "s3Endpoint" | "s3ForcePathStyle" | "s3Checksum" | "maxWorkers" | "uploadTimeoutMs"
+  | "s3Bucket"
+  | "s3Region"
+  | "s3Endpoint"
+  | "s3ForcePathStyle"
+  | "s3Checksum"
+  | "s3Sse"
+  | "s3SseKmsKeyId"
+  | "s3StorageClass"
+  | "s3ObjectTags"
+  | "maxWorkers"
+  | "uploadTimeoutMs"
 >
 
 export const makeS3ObjectStore = (settings: S3Settings) =>
@@ -55,6 +65,13 @@ export const makeS3ObjectStore = (settings: S3Settings) =>
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true"
     const { HeadBucketCommand, PutObjectCommand, S3Client } = yield* Effect.promise(() => import("@aws-sdk/client-s3"))
     const bucket = settings.s3Bucket ?? ""
+    // What every PUT carries besides its body; unset settings add nothing.
+    const objectSettings = {
+      ...(settings.s3Sse === undefined ? {} : { ServerSideEncryption: settings.s3Sse }),
+      ...(settings.s3SseKmsKeyId === undefined ? {} : { SSEKMSKeyId: settings.s3SseKmsKeyId }),
+      ...(settings.s3StorageClass === undefined ? {} : { StorageClass: settings.s3StorageClass }),
+      ...(settings.s3ObjectTags === undefined ? {} : { Tagging: settings.s3ObjectTags })
+    }
     // Keep-alive sockets for every worker, plus headroom for a retry racing a closing socket.
     const agentOptions = { keepAlive: true, maxSockets: settings.maxWorkers + 4 }
     const client = yield* Effect.acquireRelease(
@@ -85,7 +102,8 @@ export const makeS3ObjectStore = (settings: S3Settings) =>
                 Key: key,
                 Body: body,
                 ContentLength: body.byteLength,
-                ContentType: "application/x-ndjson"
+                ContentType: "application/x-ndjson",
+                ...objectSettings
               }),
               { abortSignal: signal }
             ),

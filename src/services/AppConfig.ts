@@ -16,7 +16,19 @@ import * as Layer from "effect/Layer"
 import { type KnownSettings, variableToFlag } from "../domain/Cli.js"
 import { type FaultPlan, parseFaults } from "../domain/Faults.js"
 import { normalisePrefix } from "../domain/Keys.js"
-import { describe, docs, int, integerIn, oneOf, optionalText, parsed, type SettingDoc, text } from "./SettingsTable.js"
+import { SSE_MODES, type SseMode, STORAGE_CLASSES, type StorageClass, parseObjectTags } from "../domain/S3ObjectSettings.js"
+import {
+  describe,
+  docs,
+  int,
+  integerIn,
+  oneOf,
+  optionalOneOf,
+  optionalText,
+  parsed,
+  type SettingDoc,
+  text
+} from "./SettingsTable.js"
 
 export type Storage = "local" | "s3"
 export type Checksum = "WHEN_REQUIRED" | "WHEN_SUPPORTED"
@@ -53,6 +65,12 @@ export interface Settings {
   readonly s3Endpoint: string | undefined
   readonly s3ForcePathStyle: boolean
   readonly s3Checksum: Checksum
+  /** Server-side encryption of every PUT, and the KMS key with `aws:kms`. */
+  readonly s3Sse: SseMode | undefined
+  readonly s3SseKmsKeyId: string | undefined
+  readonly s3StorageClass: StorageClass | undefined
+  /** Tags of every object, as S3's `Tagging` header wants them (URL-encoded `k=v&k2=v2`). */
+  readonly s3ObjectTags: string | undefined
   /** The allow-list of ingest tokens, or `undefined` when any token is accepted. */
   readonly ingestTokens: ReadonlyArray<string> | undefined
   /** Fault injection around the store (`STORE_FAULTS`), for rehearsals and tests. */
@@ -144,6 +162,10 @@ const settingsConfig = Config.all({
     true
   ),
   s3Checksum: oneOf("S3_CHECKSUM", "WHEN_REQUIRED", "request checksums", "WHEN_REQUIRED", "WHEN_SUPPORTED"),
+  s3Sse: optionalOneOf("S3_SSE", "server-side encryption of every object", ...SSE_MODES),
+  s3SseKmsKeyId: optionalText("S3_SSE_KMS_KEY_ID", "KMS key of S3_SSE=aws:kms (else the bucket's default key)"),
+  s3StorageClass: optionalOneOf("S3_STORAGE_CLASS", "storage class of every object", ...STORAGE_CLASSES),
+  s3ObjectTags: optionalText("S3_OBJECT_TAGS", "tags of every object, URL-encoded k=v&k2=v2, at most 10"),
   ingestTokens: optionalText("INGEST_TOKENS", "comma-separated token allow-list"),
   ingestTokensFile: optionalText("INGEST_TOKENS_FILE", "file with one allowed token per line"),
   storeFaults: optionalText(
@@ -184,6 +206,15 @@ export const loadSettings: Effect.Effect<Settings, ConfigInvalid> = Effect.gen(f
   if (raw.storage === "s3" && (raw.s3Bucket === undefined || raw.s3Bucket === "")) {
     return yield* new ConfigInvalid({ variable: "S3_BUCKET", message: "is required with STORAGE=s3" })
   }
+  if (raw.s3SseKmsKeyId !== undefined && raw.s3Sse !== "aws:kms") {
+    return yield* new ConfigInvalid({ variable: "S3_SSE_KMS_KEY_ID", message: "is only used with S3_SSE=aws:kms" })
+  }
+  let s3ObjectTags: string | undefined
+  if (raw.s3ObjectTags !== undefined) {
+    const tags = parseObjectTags(raw.s3ObjectTags)
+    if ("error" in tags) return yield* new ConfigInvalid({ variable: "S3_OBJECT_TAGS", message: tags.error })
+    s3ObjectTags = tags.tagging
+  }
   let storeFaults: FaultPlan | undefined
   if (raw.storeFaults !== undefined && raw.storeFaults.trim() !== "") {
     const plan = parseFaults(raw.storeFaults)
@@ -208,7 +239,7 @@ export const loadSettings: Effect.Effect<Settings, ConfigInvalid> = Effect.gen(f
     return yield* new ConfigInvalid({ variable, message: "holds no token" })
   }
   const { ingestTokensFile: _file, ...settings } = raw
-  return { ...settings, ingestTokens: tokens, storeFaults }
+  return { ...settings, ingestTokens: tokens, storeFaults, s3ObjectTags }
 })
 
 /**

@@ -86,3 +86,21 @@ export const oneOf = <const L extends ReadonlyArray<string>>(
     `${help} (${values.join(" | ")})`,
     Config.literal(...values)(variable).pipe(Config.withDefault(fallback))
   )
+
+/** Unset (or set to ""), or one of `values`. */
+export const optionalOneOf = <const L extends ReadonlyArray<string>>(variable: string, help: string, ...values: L) =>
+  describe(
+    variable,
+    "unset",
+    `${help} (${values.join(" | ")})`,
+    Config.string(variable).pipe(
+      Config.mapOrFail((text): Either.Either<L[number] | undefined, ConfigErrors.ConfigError> =>
+        text === ""
+          ? Either.right(undefined)
+          : values.includes(text)
+          ? Either.right(text as L[number])
+          : Either.left(ConfigErrors.InvalidData([], `expected one of (${values.join(", ")}), got "${text}"`))
+      ),
+      Config.withDefault(undefined)
+    )
+  )

@@ -109,6 +109,20 @@ describe("start-up refusals: one stderr line, exit 1", () => {
       args: ["--max-workers=0"],
       expected: /^s3-ingest: invalid configuration: --max-workers \(MAX_WORKERS\) must be an integer ≥ 1, got "0"$/
     },
+    { name: "S3_SSE=aes", env: { S3_SSE: "aes" }, args: [], expected: /S3_SSE expected one of \(AES256, aws:kms\)/ },
+    {
+      name: "S3_SSE_KMS_KEY_ID without aws:kms",
+      env: { S3_SSE: "AES256", S3_SSE_KMS_KEY_ID: "alias/x" },
+      args: [],
+      expected: /S3_SSE_KMS_KEY_ID is only used with S3_SSE=aws:kms/
+    },
+    { name: "S3_STORAGE_CLASS=COLD", env: { S3_STORAGE_CLASS: "COLD" }, args: [], expected: /S3_STORAGE_CLASS expected/ },
+    {
+      name: "S3_OBJECT_TAGS with 11 tags",
+      env: { S3_OBJECT_TAGS: Array.from({ length: 11 }, (_, i) => `k${i}=v`).join("&") },
+      args: [],
+      expected: /S3_OBJECT_TAGS 11 tags; S3 takes at most 10/
+    },
     {
       name: "LOG_LEVEL=loud lists the levels",
       env: { LOG_LEVEL: "loud" },

@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto"
 import { rmSync } from "node:fs"
 import type { S3Client } from "@aws-sdk/client-s3"
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest"
+import { type FaultProxy, startFaultProxy } from "../support/faultProxy.js"
 import { getObject, listKeys, makeTestS3Client } from "../support/s3.js"
 import { type LogLine, postJson, type RunningService, startService } from "../support/service.js"
 
@@ -202,5 +203,60 @@ describe("STORAGE=s3 end to end", () => {
     const parsed = mine.map((key) => parseKey("", key))
     expectKeysOfOneRun(parsed, startedAt, endedAt)
     expectExactlyOnce(sent, await readObjects(mine))
+  }, 30_000)
+})
+
+describe("object settings on every PUT", () => {
+  const proxies: Array<FaultProxy> = []
+  afterAll(async () => {
+    for (const proxy of proxies) await proxy.close()
+  })
+
+  /** Runs a service through a recording proxy with `env`, stores one collection, returns its PUTs' headers. */
+  const putHeaders = async (label: string, env: Record<string, string>) => {
+    const proxy = await startFaultProxy(s3Endpoint, "pass")
+    proxies.push(proxy)
+    const prefix = `${runId}/settings-${label}`
+    running = await startService({
+      STORAGE: "s3",
+      S3_BUCKET: s3Bucket,
+      S3_ENDPOINT: proxy.endpoint,
+      S3_FORCE_PATH_STYLE: "true",
+      S3_PREFIX: prefix,
+      AWS_ACCESS_KEY_ID: "S3RVER",
+      AWS_SECRET_ACCESS_KEY: "S3RVER",
+      AWS_REGION: "us-east-1",
+      BATCH_MAX_WAIT_MS: "0",
+      ...env
+    })
+    dataDirs.push(running.dataDir)
+    await ingestAndStop(running, [[{ id: `${runId}-${label}`, collection: 0, index: 0, text: "t", nested: { ok: true, list: [] } }]])
+    running = undefined
+    expect(await listKeys(client, s3Bucket, `${prefix}/`)).toHaveLength(1)
+    const puts = proxy.requests.filter((request) => request.method === "PUT")
+    expect(puts).toHaveLength(1)
+    return puts[0]!.headers
+  }
+
+  it("S3_SSE=AES256, S3_STORAGE_CLASS and S3_OBJECT_TAGS reach S3 as its headers", async () => {
+    const headers = await putHeaders("aes", {
+      S3_SSE: "AES256",
+      S3_STORAGE_CLASS: "STANDARD_IA",
+      S3_OBJECT_TAGS: "team=ingest&env=e2e test"
+    })
+    expect(headers["x-amz-server-side-encryption"]).toBe("AES256")
+    expect(headers["x-amz-storage-class"]).toBe("STANDARD_IA")
+    expect(headers["x-amz-tagging"]).toBe("team=ingest&env=e2e%20test")
+    expect(headers["x-amz-server-side-encryption-aws-kms-key-id"]).toBeUndefined()
+  }, 30_000)
+
+  it("S3_SSE=aws:kms with S3_SSE_KMS_KEY_ID names the key; unset settings add no header", async () => {
+    const kms = await putHeaders("kms", { S3_SSE: "aws:kms", S3_SSE_KMS_KEY_ID: "alias/ingest" })
+    expect(kms["x-amz-server-side-encryption"]).toBe("aws:kms")
+    expect(kms["x-amz-server-side-encryption-aws-kms-key-id"]).toBe("alias/ingest")
+    const plain = await putHeaders("plain", {})
+    for (const name of ["x-amz-server-side-encryption", "x-amz-storage-class", "x-amz-tagging"]) {
+      expect(plain[name], name).toBeUndefined()
+    }
   }, 30_000)
 })

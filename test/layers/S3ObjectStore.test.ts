@@ -45,6 +45,10 @@ const settings = (overrides: Partial<S3Settings> = {}): S3Settings => ({
   s3Endpoint,
   s3ForcePathStyle: true,
   s3Checksum: "WHEN_REQUIRED",
+  s3Sse: undefined,
+  s3SseKmsKeyId: undefined,
+  s3StorageClass: undefined,
+  s3ObjectTags: undefined,
   maxWorkers: 4,
   uploadTimeoutMs: 5000,
   ...overrides

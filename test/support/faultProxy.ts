@@ -74,6 +74,13 @@ export interface ProxyCounts {
   readonly puts: number
 }
 
+/** A request as the proxy received it. */
+export interface SeenRequest {
+  readonly method: string
+  readonly path: string
+  readonly headers: IncomingHttpHeaders
+}
+
 export interface FaultProxy {
   readonly endpoint: string
   readonly port: number
@@ -81,6 +88,8 @@ export interface FaultProxy {
   readonly mode: () => ProxyMode
   readonly counts: () => ProxyCounts
   readonly hung: ReadonlyArray<HungRequest>
+  /** Every request, in the order they arrived, whatever its fate. */
+  readonly requests: ReadonlyArray<SeenRequest>
   /** Closes the listener, every client and upstream socket (hung ones included). */
   readonly close: () => Promise<void>
 }
@@ -150,6 +159,7 @@ export const startFaultProxy = (upstream: string, initial: ProxyModeName | Proxy
   let connectionsReset = 0
   let puts = 0
   const hung: Array<HungRequest> = []
+  const requests: Array<SeenRequest> = []
   const sockets = new Set<Socket>()
 
   const answer = (req: IncomingMessage, res: ServerResponse, status: number, code: string, message: string) => {
@@ -213,6 +223,7 @@ export const startFaultProxy = (upstream: string, initial: ProxyModeName | Proxy
     const now = current
     byMode[now.mode]++
     if (req.method === "PUT") puts++
+    requests.push({ method: req.method ?? "", path: req.url ?? "", headers: req.headers })
     switch (now.mode) {
       case "pass":
         return forward(req, res, "pass")
@@ -318,6 +329,7 @@ export const startFaultProxy = (upstream: string, initial: ProxyModeName | Proxy
         mode: () => current,
         counts: () => ({ byMode: { ...byMode }, byOutcome: { ...byOutcome }, connectionsReset, puts }),
         hung,
+        requests,
         close: () =>
           new Promise<void>((done) => {
             server.close(() => done())
