@@ -1,8 +1,10 @@
 /**
- * What `replay` accepts as a dead-letter file: the NDJSON body of one batch, as the service
- * wrote it. Anything else found in the directory (an empty file, an editor's backup, a file
- * truncated by hand) is left alone rather than uploaded as an object that readers would choke on.
+ * What `replay` accepts as a dead-letter file: the bytes of one object, as the service would
+ * have stored them — NDJSON, gzipped when its name ends in `.gz`. Anything else found in the
+ * directory (an empty file, an editor's backup, a file truncated by hand) is left alone rather
+ * than uploaded as an object that readers would choke on.
  */
+import { gunzipSync } from "node:zlib"
 
 const NEWLINE = 0x0a
 
@@ -28,9 +30,26 @@ export const ndjsonProblem = (bytes: Uint8Array): string | undefined => {
   return undefined
 }
 
-/** The payloads in a valid file: one per line. */
-export const payloadLines = (bytes: Uint8Array): number => {
+/** The payloads in valid NDJSON: one per line. */
+const payloadLines = (bytes: Uint8Array): number => {
   let n = 0
   for (let i = 0; i < bytes.length; i++) if (bytes[i] === NEWLINE) n++
   return n
+}
+
+/** The file at `path` holds `payloads` payloads, or it is not an object's bytes and why. */
+export const inspectDeadLetter = (
+  path: string,
+  bytes: Uint8Array
+): { readonly payloads: number } | { readonly problem: string } => {
+  let ndjson = bytes
+  if (path.endsWith(".gz")) {
+    try {
+      ndjson = gunzipSync(bytes)
+    } catch {
+      return { problem: "not gzip" }
+    }
+  }
+  const problem = ndjsonProblem(ndjson)
+  return problem === undefined ? { payloads: payloadLines(ndjson) } : { problem }
 }

@@ -1,6 +1,7 @@
 /**
  * The embedded default store, object `key` at `DATA_DIR/objects/{key}`, and the dead-letter
- * directory, `DATA_DIR/dead-letter/{file name of the key}`. Both write durably (LocalFiles).
+ * directory, `DATA_DIR/dead-letter/{key without its prefix}`: directories that mirror the key,
+ * so replay rebuilds it whole. Both write durably (LocalFiles).
  *
  * Directories are prepared when the layer is built, with node:fs only: nothing on the way to the
  * first 202 loads @effect/platform's FileSystem (whose error types load effect/Schema).
@@ -10,7 +11,7 @@ import { access, rm } from "node:fs/promises"
 import { join } from "node:path"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { keyFileName } from "../domain/Keys.js"
+import { keyBelowPrefix } from "../domain/Keys.js"
 import { AppConfig } from "../services/AppConfig.js"
 import { DeadLetter, ObjectStore, type StoreError, storeError } from "../services/ObjectStore.js"
 import { DataDirUnusable } from "../domain/DataDirErrors.js"
@@ -64,8 +65,9 @@ export const LocalObjectStoreLive: Layer.Layer<ObjectStore, DataDirUnusable, App
 
 export const DeadLetterDirLive: Layer.Layer<DeadLetter, DataDirUnusable, AppConfig> = Layer.scoped(
   DeadLetter,
-  Effect.map(
-    durableWriter("dead-letter"),
-    ({ writer }) => DeadLetter.of({ write: (key, body) => writer.write(keyFileName(key), body) })
-  )
+  Effect.gen(function*() {
+    const { s3Prefix } = yield* AppConfig
+    const { writer } = yield* durableWriter("dead-letter")
+    return DeadLetter.of({ write: (key, body) => writer.write(keyBelowPrefix(s3Prefix, key), body) })
+  })
 )

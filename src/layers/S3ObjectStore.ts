@@ -12,6 +12,7 @@ import { Agent as HttpsAgent } from "node:https"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { contentEncodingOf } from "../domain/Codec.js"
 import { isRetryableFailure } from "../domain/StoreFailure.js"
 import { AppConfig, type Settings } from "../services/AppConfig.js"
 import { ObjectStore, type ObjectStoreShape, storeError, type StoreError, storeErrorFields } from "../services/ObjectStore.js"
@@ -103,6 +104,7 @@ export const makeS3ObjectStore = (settings: S3Settings) =>
                 Body: body,
                 ContentLength: body.byteLength,
                 ContentType: "application/x-ndjson",
+                ...(contentEncodingOf(key) === undefined ? {} : { ContentEncoding: "gzip" }),
                 ...objectSettings
               }),
               { abortSignal: signal }

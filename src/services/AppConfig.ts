@@ -15,6 +15,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import { type KnownSettings, variableToFlag } from "../domain/Cli.js"
 import { type FaultPlan, parseFaults } from "../domain/Faults.js"
+import { type Compression, COMPRESSIONS } from "../domain/Codec.js"
 import { normalisePrefix } from "../domain/Keys.js"
 import { SSE_MODES, type SseMode, STORAGE_CLASSES, type StorageClass, parseObjectTags } from "../domain/S3ObjectSettings.js"
 import {
@@ -57,6 +58,10 @@ export interface Settings {
   readonly shutdownTimeoutMs: number
   readonly shutdownDelayMs: number
   readonly storage: Storage
+  /** gzip objects (`.ndjson.gz`) or plain ones (`.ndjson`). */
+  readonly objectCompression: Compression
+  /** gzip's level, 1–9. */
+  readonly objectCompressionLevel: number
   readonly dataDir: string
   readonly s3Bucket: string | undefined
   /** Normalised: no leading or trailing "/"; "" means keys start at the year. */
@@ -129,6 +134,13 @@ const settingsConfig = Config.all({
   shutdownTimeoutMs: int("SHUTDOWN_TIMEOUT_MS", 25_000, 1, "signal → exit budget"),
   shutdownDelayMs: int("SHUTDOWN_DELAY_MS", 0, 0, "intake kept open after the signal"),
   storage: oneOf("STORAGE", "local", "object store", "local", "s3"),
+  objectCompression: oneOf("OBJECT_COMPRESSION", "gzip", "object bodies", ...COMPRESSIONS),
+  objectCompressionLevel: describe(
+    "OBJECT_COMPRESSION_LEVEL",
+    "3",
+    "gzip level: 3 keeps 90 % of level 6's ratio for 65 % of its CPU (BENCHMARKS.md)",
+    parsed("OBJECT_COMPRESSION_LEVEL", integerIn(1, 9)).pipe(Config.withDefault(3))
+  ),
   dataDir: text("DATA_DIR", "./data", "local objects, dead-letter, lock file"),
   s3Bucket: optionalText("S3_BUCKET", "S3 bucket (required with STORAGE=s3)"),
   s3Prefix: text("S3_PREFIX", "payloads", "key prefix (both stores)").pipe(Config.map(normalisePrefix)),

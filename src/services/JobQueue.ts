@@ -17,6 +17,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import { batchesOf } from "../domain/Batch.js"
+import { codecOf } from "../domain/Codec.js"
 import { makeDrainRate } from "../domain/DrainRate.js"
 import { objectKey } from "../domain/Keys.js"
 import type { Arrival } from "../domain/Slabs.js"
@@ -42,6 +43,7 @@ const make = Effect.gen(function*() {
   const uploader = yield* makeUploader(store, metrics, config)
   const buffer = makeAdmissionBuffer(config)
   const drainRate = makeDrainRate()
+  const codec = codecOf(config.objectCompression, config.objectCompressionLevel)
   const collector = yield* makeCollector(buffer, config, shutdown.intakeOpen)
   const delivery = makeDelivery({
     buffer,
@@ -50,13 +52,14 @@ const make = Effect.gen(function*() {
     metrics,
     drainRate,
     workers: config.maxWorkers,
-    batchMaxBytes: config.batchMaxBytes
+    batchMaxBytes: config.batchMaxBytes,
+    codec
   })
 
   const instance = randomBytes(4).toString("hex")
   let sequence = 0
   /** A batch's key, decided once, from when it opened. */
-  const keyAt = (openedAt: number) => objectKey(config.s3Prefix, openedAt, instance, ++sequence)
+  const keyAt = (openedAt: number) => objectKey(config.s3Prefix, openedAt, instance, ++sequence, codec.extension)
   const newKey = () => Effect.map(Clock.currentTimeMillis, keyAt)
 
   metrics.setQueueProbe({

@@ -62,6 +62,17 @@ const make = () => {
   }
   for (const child of Object.values(attemptsBy)) child.inc(0)
 
+  const objectBytes = new Prometheus.Counter({
+    name: "s3ingest_object_bytes_total",
+    help: "Bytes of stored objects: raw NDJSON before compression, and stored as written",
+    labelNames: ["stage"] as const,
+    registers
+  })
+  const objectBytesRaw = objectBytes.labels("raw")
+  const objectBytesStored = objectBytes.labels("stored")
+  objectBytesRaw.inc(0)
+  objectBytesStored.inc(0)
+
   const breakerState = new Prometheus.Gauge({
     name: "s3ingest_store_breaker_state",
     help: "Store circuit breaker: 0 closed, 1 half-open, 2 open",
@@ -103,6 +114,11 @@ const make = () => {
       "Payloads neither stored nor dead-lettered (dead-letter write failed)"
     ),
     objectsStored: counter("s3ingest_objects_stored_total", "Objects written"),
+    /** A stored object's NDJSON bytes before compression, and the bytes written. */
+    objectBytes: (raw: number, stored: number): void => {
+      objectBytesRaw.inc(raw)
+      objectBytesStored.inc(stored)
+    },
     uploadDuration: new Prometheus.Histogram({
       name: "s3ingest_upload_duration_seconds",
       help: "Duration of one upload attempt",

@@ -66,8 +66,8 @@ export interface ObjectStoreShape {
 export class ObjectStore extends Context.Tag("s3-ingest/ObjectStore")<ObjectStore, ObjectStoreShape>() {}
 
 /**
- * Where batches that could not be stored are kept for `replay`: one file per batch, named
- * after the file name of its key.
+ * Where batches that could not be stored are kept for `replay`: one file per batch holding the
+ * object's exact bytes, at a path the key can be rebuilt from.
  */
 export interface DeadLetterShape {
   readonly write: (key: string, body: Uint8Array) => Effect.Effect<void, StoreError>

@@ -1,6 +1,6 @@
 /**
- * `replay`: re-uploads every dead-letter file under the key it was meant for (rebuilt from its
- * file name), through the same upload policy as the service (deadline, retries, breaker), and
+ * `replay`: re-uploads every dead-letter file, its bytes unchanged, under the key it was meant for
+ * (rebuilt from its path), through the same upload policy as the service (deadline, retries, breaker), and
  * deletes a file only after the store confirmed it. Re-running it is safe: a file already
  * replayed is gone, and one replayed but not yet deleted is written again under the same key
  * with the same bytes.
@@ -15,8 +15,8 @@ import * as Path from "@effect/platform/Path"
 import * as Effect from "effect/Effect"
 import * as Ref from "effect/Ref"
 import { DataDirUnusable } from "../domain/DataDirErrors.js"
-import { ndjsonProblem, payloadLines } from "../domain/DeadLetterFile.js"
-import { keyFromFileName } from "../domain/Keys.js"
+import { inspectDeadLetter } from "../domain/DeadLetterFile.js"
+import { keyOfDeadLetter } from "../domain/Keys.js"
 import { AppConfig } from "./AppConfig.js"
 import { Metrics } from "./Metrics.js"
 import { ObjectStore, storeErrorFields } from "./ObjectStore.js"
@@ -41,9 +41,11 @@ export const replayExitCode = (summary: ReplaySummary): 0 | 1 =>
   summary.failed > 0 || summary.left > 0 || summary.interrupted ? 1 : 0
 
 interface DeadLetterFile {
+  /** The path under `dead-letter/`. */
   readonly name: string
   readonly path: string
   readonly key: string
+  readonly payloads: number
 }
 
 interface Progress {
@@ -54,6 +56,29 @@ interface Progress {
   readonly tried: number
 }
 
+/**
+ * Removes the directories below `root` that the replayed files left empty, deepest first: the
+ * layout mirrors keys, so a replayed hour would otherwise leave its tree behind. Best effort.
+ */
+const pruneEmptyDirectories = (
+  fs: FileSystem.FileSystem,
+  path: Path.Path,
+  root: string,
+  files: ReadonlyArray<string>
+) =>
+  Effect.gen(function*() {
+    const directories = new Set<string>()
+    for (const file of files) {
+      for (let dir = path.dirname(file); dir.startsWith(root + path.sep); dir = path.dirname(dir)) directories.add(dir)
+    }
+    const deepestFirst = [...directories].sort((a, b) => b.length - a.length)
+    for (const dir of deepestFirst) {
+      const entries = yield* fs.readDirectory(dir).pipe(Effect.orElseSucceed(() => ["?"]))
+      // Checked empty just now, and the lock keeps any writer out.
+      if (entries.length === 0) yield* fs.remove(dir, { recursive: true }).pipe(Effect.ignore)
+    }
+  })
+
 export const replayDeadLetters = Effect.scoped(Effect.gen(function*() {
   const config = yield* AppConfig
   const store = yield* ObjectStore
@@ -63,26 +88,35 @@ export const replayDeadLetters = Effect.scoped(Effect.gen(function*() {
   const { upload } = yield* makeUploader(store, metrics, config, { whileOpen: "fail" })
   const directory = path.join(config.dataDir, "dead-letter")
 
-  const names = (yield* fs.readDirectory(directory).pipe(
+  const unreadable = (error: { readonly message: string }) =>
+    new DataDirUnusable({ problem: `cannot read ${directory} (${error.message})`, cause: error })
+  const entries = (yield* fs.readDirectory(directory, { recursive: true }).pipe(
     Effect.catchIf((error) => error._tag === "SystemError" && error.reason === "NotFound", () => Effect.succeed([])),
-    Effect.mapError((error) => new DataDirUnusable({ problem: `cannot read ${directory} (${error.message})`, cause: error }))
+    Effect.mapError(unreadable)
   )).sort()
 
   // First pass: which files are batches replay can take, so progress counts only those.
   const files: Array<DeadLetterFile> = []
   let skipped = 0
-  for (const name of names) {
-    const key = keyFromFileName(config.s3Prefix, name)
-    const file = path.join(directory, name)
-    const problem = key === undefined
-      ? "not a dead-letter file name"
-      : yield* fs.readFile(file).pipe(Effect.map(ndjsonProblem), Effect.catchAll((error) => Effect.succeed(error.message)))
-    if (key === undefined || problem !== undefined) {
+  for (const entry of entries) {
+    const name = entry.split(path.sep).join("/")
+    const file = path.join(directory, entry)
+    if ((yield* fs.stat(file).pipe(Effect.mapError(unreadable))).type !== "File") continue
+    const key = keyOfDeadLetter(config.s3Prefix, name)
+    const found = key === undefined
+      ? { problem: "not a dead-letter file name" }
+      : yield* fs.readFile(file).pipe(
+        Effect.map((bytes) => inspectDeadLetter(name, bytes)),
+        Effect.catchAll((error) => Effect.succeed({ problem: error.message }))
+      )
+    if (key === undefined || "problem" in found) {
       skipped++
-      yield* Effect.logWarning("skipped, left alone").pipe(Effect.annotateLogs({ file: name, problem }))
+      yield* Effect.logWarning("skipped, left alone").pipe(
+        Effect.annotateLogs({ file: name, problem: "problem" in found ? found.problem : "" })
+      )
       continue
     }
-    files.push({ name, path: file, key })
+    files.push({ name, path: file, key, payloads: found.payloads })
   }
   yield* Effect.logInfo("replay started").pipe(Effect.annotateLogs({ files: files.length, skipped }))
 
@@ -127,7 +161,7 @@ export const replayDeadLetters = Effect.scoped(Effect.gen(function*() {
         )
         return false
       }
-      const payloads = payloadLines(bytes.right)
+      const payloads = file.payloads
       yield* Ref.update(progress, (p) => ({
         ...p,
         stored: p.stored + 1,
@@ -153,5 +187,6 @@ export const replayDeadLetters = Effect.scoped(Effect.gen(function*() {
   })
 
   yield* run.pipe(Effect.onInterrupt(() => finish(true)))
+  yield* pruneEmptyDirectories(fs, path, directory, files.map((file) => file.path))
   return yield* finish(false)
 }))

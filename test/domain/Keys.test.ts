@@ -1,9 +1,9 @@
 /**
- * Object keys: `{prefix}/{yyyy}/{mm}/{dd}/{hh}/{yyyymmddTHHMMSSmmmZ}-{instance}-{seq}.ndjson`
- * in UTC, the dead-letter file name of a key, and the key rebuilt from that file name by `replay`.
+ * Object keys: `{prefix}/{yyyy}/{mm}/{dd}/{hh}/{yyyymmddTHHMMSSmmmZ}-{instance}-{seq}.ndjson[.gz]`
+ * in UTC, and the key `replay` rebuilds from a dead-letter file's path.
  */
 import { afterEach, assert, describe, it } from "@effect/vitest"
-import { keyFileName, keyFromFileName, normalisePrefix, objectKey } from "../../src/domain/Keys.js"
+import { keyFileName, keyOfDeadLetter, normalisePrefix, objectKey } from "../../src/domain/Keys.js"
 
 const savedTz = process.env.TZ
 afterEach(() => {
@@ -14,15 +14,15 @@ afterEach(() => {
 describe("objectKey", () => {
   it("formats the key with zero-padded date parts, milliseconds and sequence", () => {
     assert.strictEqual(
-      objectKey("payloads", Date.UTC(2024, 0, 2, 3, 4, 5, 6), "0a1b2c3d", 7),
+      objectKey("payloads", Date.UTC(2024, 0, 2, 3, 4, 5, 6), "0a1b2c3d", 7, ".ndjson"),
       "payloads/2024/01/02/03/20240102T030405006Z-0a1b2c3d-00000007.ndjson"
     )
     assert.strictEqual(
-      objectKey("payloads", Date.UTC(2025, 10, 28, 13, 59, 58, 50), "ffffffff", 0),
+      objectKey("payloads", Date.UTC(2025, 10, 28, 13, 59, 58, 50), "ffffffff", 0, ".ndjson"),
       "payloads/2025/11/28/13/20251128T135958050Z-ffffffff-00000000.ndjson"
     )
     assert.strictEqual(
-      objectKey("payloads", Date.UTC(1999, 11, 31, 23, 0, 0, 999), "12345678", 99_999_999),
+      objectKey("payloads", Date.UTC(1999, 11, 31, 23, 0, 0, 999), "12345678", 99_999_999, ".ndjson"),
       "payloads/1999/12/31/23/19991231T230000999Z-12345678-99999999.ndjson"
     )
   })
@@ -32,20 +32,20 @@ describe("objectKey", () => {
     const expected = "p/2023/12/31/23/20231231T233015120Z-abcdef01-00000042.ndjson"
     for (const tz of ["America/New_York", "Asia/Tokyo", "UTC"]) {
       process.env.TZ = tz
-      assert.strictEqual(objectKey("p", millis, "abcdef01", 42), expected, tz)
+      assert.strictEqual(objectKey("p", millis, "abcdef01", 42, ".ndjson"), expected, tz)
     }
   })
 
   it("starts at the year when the prefix is empty", () => {
     assert.strictEqual(
-      objectKey("", Date.UTC(2024, 1, 29, 0, 0, 0, 0), "0a1b2c3d", 1),
+      objectKey("", Date.UTC(2024, 1, 29, 0, 0, 0, 0), "0a1b2c3d", 1, ".ndjson"),
       "2024/02/29/00/20240229T000000000Z-0a1b2c3d-00000001.ndjson"
     )
   })
 
   it("keeps a nested prefix as a path", () => {
     assert.strictEqual(
-      objectKey("ingest/eu-west/raw", Date.UTC(2024, 6, 4, 9, 8, 7, 65), "0a1b2c3d", 123),
+      objectKey("ingest/eu-west/raw", Date.UTC(2024, 6, 4, 9, 8, 7, 65), "0a1b2c3d", 123, ".ndjson"),
       "ingest/eu-west/raw/2024/07/04/09/20240704T090807065Z-0a1b2c3d-00000123.ndjson"
     )
   })
@@ -60,7 +60,18 @@ describe("keyFileName", () => {
   })
 })
 
-describe("keyFromFileName", () => {
+describe("keyOfDeadLetter", () => {
+  it("rebuilds a key from its path below the prefix, gzipped or not", () => {
+    const path = "2024/01/02/03/20240102T030405006Z-0a1b2c3d-00000007.ndjson.gz"
+    assert.strictEqual(keyOfDeadLetter("payloads", path), `payloads/${path}`)
+    assert.strictEqual(keyOfDeadLetter("", path), path)
+    const hive = "version=1.4/dt=2024-01-02/hour=03/20240102T030405006Z-0a1b2c3d-00000007.ndjson"
+    assert.strictEqual(keyOfDeadLetter("a/b", hive), `a/b/${hive}`)
+    for (const bad of ["../x/20240102T030405006Z-0a1b2c3d-00000007.ndjson", "a b/20240102T030405006Z-0a1b2c3d-00000007.ndjson"]) {
+      assert.isUndefined(keyOfDeadLetter("payloads", bad), bad)
+    }
+  })
+
   const times = [
     Date.UTC(2024, 0, 2, 3, 4, 5, 6),
     Date.UTC(1999, 11, 31, 23, 59, 59, 999),
@@ -70,15 +81,15 @@ describe("keyFromFileName", () => {
   it("rebuilds the key from its file name, with a prefix, a nested prefix or none", () => {
     for (const prefix of ["payloads", "", "a/b/c"]) {
       times.forEach((millis, i) => {
-        const key = objectKey(prefix, millis, "9f8e7d6c", i * 1000 + 1)
-        assert.strictEqual(keyFromFileName(prefix, keyFileName(key)), key)
+        const key = objectKey(prefix, millis, "9f8e7d6c", i * 1000 + 1, ".ndjson")
+        assert.strictEqual(keyOfDeadLetter(prefix, keyFileName(key)), key)
       })
     }
   })
 
-  it("rejects file names that no key produces", () => {
+  it("rejects bare file names that no key produces", () => {
     const good = "20240102T030405006Z-0a1b2c3d-00000007.ndjson"
-    assert.strictEqual(keyFromFileName("payloads", good), `payloads/2024/01/02/03/${good}`)
+    assert.strictEqual(keyOfDeadLetter("payloads", good), `payloads/2024/01/02/03/${good}`)
     const foreign = [
       "../x",
       "foo.ndjson",
@@ -95,10 +106,9 @@ describe("keyFromFileName", () => {
       "20240102T03040506Z-0a1b2c3d-00000007.ndjson", // 2-digit milliseconds
       "20240102T030405006-0a1b2c3d-00000007.ndjson", // no Z
       `x${good}`,
-      `../${good}`,
-      `2024/01/02/03/${good}`
+      `../${good}`
     ]
-    for (const name of foreign) assert.isUndefined(keyFromFileName("payloads", name), name)
+    for (const name of foreign) assert.isUndefined(keyOfDeadLetter("payloads", name), name)
   })
 })
 

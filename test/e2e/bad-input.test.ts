@@ -27,7 +27,7 @@ import { connect, type Socket } from "node:net"
 import { join } from "node:path"
 import { gzipSync } from "node:zlib"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { listFiles, type RunningService, startService } from "../support/service.js"
+import { listFiles, ndjsonText, type RunningService, startService } from "../support/service.js"
 import { sleep } from "../support/wait.js"
 import { REJECTION_REASONS, type RejectionReason } from "../support/contract.js"
 
@@ -982,7 +982,9 @@ describe("bad-input catalogue", () => {
     expect({ accepted: now.accepted, stored: now.stored }).toEqual({ accepted: expectedAccepted, stored: expectedAccepted })
 
     const linesUnder = (dir: string): Array<string> =>
-      listFiles(dir).flatMap((file) => readFileSync(join(dir, file), "utf8").split("\n").filter((line) => line !== ""))
+      listFiles(dir).flatMap((file) =>
+        ndjsonText(file, readFileSync(join(dir, file))).split("\n").filter((line) => line !== "")
+      )
     const stored = linesUnder(join(running.dataDir, "objects"))
     const deadLettered = linesUnder(join(running.dataDir, "dead-letter"))
     expect(stored).toHaveLength(expectedAccepted)

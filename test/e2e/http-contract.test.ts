@@ -17,7 +17,15 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { gzipSync } from "node:zlib"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { freePort, listFiles, type LogLine, MAIN, type RunningService, startService } from "../support/service.js"
+import {
+  freePort,
+  listFiles,
+  type LogLine,
+  MAIN,
+  ndjsonText,
+  type RunningService,
+  startService
+} from "../support/service.js"
 import { REJECTION_REASONS, type RejectionReason } from "../support/contract.js"
 import { call as httpCall, type Reply, type RequestSpec } from "../support/http.js"
 import { waitFor } from "../support/wait.js"
@@ -175,7 +183,10 @@ interface StoredObject {
 }
 
 const storedObjects = (service: RunningService): Array<StoredObject> =>
-  listFiles(objectsDir(service)).map((file) => ({ file, text: readFileSync(join(objectsDir(service), file), "utf8") }))
+  listFiles(objectsDir(service)).map((file) => ({
+    file,
+    text: ndjsonText(file, readFileSync(join(objectsDir(service), file)))
+  }))
 
 const linesOf = (text: string): Array<string> => text.split("\n").filter((line) => line !== "")
 
@@ -409,9 +420,9 @@ const samplePayloads = (label: string) => {
   return { texts, ids: [1, 2, 3, 4, 5, 6].map(id) }
 }
 
-/** payloads/yyyy/mm/dd/hh/<yyyymmddTHHMMSSmmmZ>-<8 hex>-<8 digits>.ndjson, under DATA_DIR/objects. */
+/** payloads/yyyy/mm/dd/hh/<yyyymmddTHHMMSSmmmZ>-<8 hex>-<8 digits>.ndjson.gz, under DATA_DIR/objects. */
 const KEY_LAYOUT =
-  /^payloads\/(\d{4})\/(\d{2})\/(\d{2})\/(\d{2})\/((\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z)-[0-9a-f]{8}-\d{8}\.ndjson$/
+  /^payloads\/(\d{4})\/(\d{2})\/(\d{2})\/(\d{2})\/((\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z)-[0-9a-f]{8}-\d{8}\.ndjson\.gz$/
 
 describe("202 Accepted: payloads are queued and stored as sent", () => {
   it("answers 202 {\"accepted\":n} and stores every payload under the key layout, parsing to the value sent", async () => {
@@ -1121,9 +1132,12 @@ describe("503 queue full, all-or-nothing (STORAGE=s3 against a store that never 
       ])
       expect(exit, "exit code within 6 s of SIGTERM (SHUTDOWN_TIMEOUT_MS=3000)").toBe(1)
       const deadLetters = listFiles(join(full.dataDir, "dead-letter"))
-      const lines = deadLetters.flatMap((file) => linesOf(readFileSync(join(full.dataDir, "dead-letter", file), "utf8")))
+      const lines = deadLetters.flatMap((file) =>
+        linesOf(ndjsonText(file, readFileSync(join(full.dataDir, "dead-letter", file))))
+      )
       expect(lines.map(idOf).sort()).toEqual([...admitted].sort())
-      for (const file of deadLetters) expect(file).toMatch(/^\d{8}T\d{9}Z-[0-9a-f]{8}-\d{8}\.ndjson$/)
+      // The key below its prefix: date directories, then the file name.
+      for (const file of deadLetters) expect(file).toMatch(/^\d{4}\/\d{2}\/\d{2}\/\d{2}\/\d{8}T\d{9}Z-[0-9a-f]{8}-\d{8}\.ndjson\.gz$/)
       const summary = full.logs.find((line: LogLine) => line.message === "shutdown")
       expect(summary).toMatchObject({ accepted: 6, stored: 0, deadLettered: 6, lost: 0 })
     })

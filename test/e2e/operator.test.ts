@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { createServer, type Server } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -14,7 +14,16 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vi
 import { runCli } from "../support/cli.js"
 import { startFaultProxy } from "../support/faultProxy.js"
 import { getObject, listKeys, makeTestS3Client } from "../support/s3.js"
-import { freePort, type LogLine, MAIN, postJson, type RunningService, startService } from "../support/service.js"
+import {
+  freePort,
+  listFiles,
+  type LogLine,
+  MAIN,
+  ndjsonText,
+  postJson,
+  type RunningService,
+  startService
+} from "../support/service.js"
 import { waitFor } from "../support/wait.js"
 
 const s3Endpoint = inject("s3Endpoint")
@@ -327,8 +336,8 @@ describe("a timed-out PUT may still land", () => {
         running.logs.find((line) => line.message === "batch dead-lettered"))
       expect(dead).toMatchObject({ code: "Timeout", payloads: 2 })
       const key = String(dead.key)
-      const [file] = readdirSync(join(running.dataDir, "dead-letter"))
-      expect(key.endsWith(`/${file}`)).toBe(true)
+      const [file] = listFiles(join(running.dataDir, "dead-letter"))
+      expect(key, "the dead-letter path is the key below its prefix").toBe(`${runId}/late/${file}`)
       expect(await listKeys(client, s3Bucket, `${runId}/late/`)).toEqual([key])
       const stored = await getObject(client, s3Bucket, key)
       expect(Buffer.from(stored.body)).toEqual(readFileSync(join(running.dataDir, "dead-letter", file!)))
@@ -340,7 +349,7 @@ describe("a timed-out PUT may still land", () => {
       const replay = runCli(["replay"], { DATA_DIR: running.dataDir, ...s3Env(s3Bucket), S3_PREFIX: `${runId}/late` })
       expect((await replay.exited).code).toBe(0)
       expect(await listKeys(client, s3Bucket, `${runId}/late/`)).toEqual([key])
-      const lines = Buffer.from((await getObject(client, s3Bucket, key)).body).toString("utf8").split("\n")
+      const lines = ndjsonText(key, (await getObject(client, s3Bucket, key)).body).split("\n")
       expect(lines.filter((line) => line !== "").map((line) => (JSON.parse(line) as { id: string }).id)).toEqual([
         "late-1",
         "late-2"

@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto"
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { gzipSync } from "node:zlib"
 import type { S3Client } from "@aws-sdk/client-s3"
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest"
 import { type CliRun, runCli } from "../support/cli.js"
@@ -47,15 +48,15 @@ describe("replay", () => {
   it("re-uploads every dead-letter file under its original key, deletes it, and is safe to run twice", async () => {
     const ids = Array.from({ length: 30 }, (_, i) => `r-${i}`)
     const dataDir = await deadLettered(ids)
-    const files = readdirSync(join(dataDir, "dead-letter"))
+    // Each file sits at its key below the prefix.
+    const files = listFiles(join(dataDir, "dead-letter"))
     expect(files.length).toBeGreaterThan(0)
+    for (const f of files) expect(f).toMatch(/^\d{4}\/\d{2}\/\d{2}\/\d{2}\/[^/]+\.ndjson\.gz$/)
 
     const first = replay(dataDir)
     expect(first.status).toBe(0)
-    expect(readdirSync(join(dataDir, "dead-letter"))).toEqual([])
-    const stored = listFiles(join(dataDir, "objects"))
-    expect(stored.map((f) => f.split("/").pop()).sort()).toEqual([...files].sort())
-    for (const f of stored) expect(f).toMatch(/^payloads\/\d{4}\/\d{2}\/\d{2}\/\d{2}\//)
+    expect(readdirSync(join(dataDir, "dead-letter")), "no file, and no directory it left empty").toEqual([])
+    expect(listFiles(join(dataDir, "objects"))).toEqual(files.map((f) => `payloads/${f}`).sort())
     expect(readLines(join(dataDir, "objects")).map((l) => l.id).sort()).toEqual([...ids].sort())
     const summary = first.stdout.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Record<string, unknown>)
       .find((l) => l.message === "replay finished")
@@ -275,6 +276,21 @@ describe("replay's input", () => {
     expect(summaryOf(run)).toMatchObject({ files: 2, stored: 2, skipped: 2, failed: 0, left: 0, payloads: 3 })
     expect(readdirSync(join(dataDir, "dead-letter")).sort()).toEqual([empty, junk].sort())
     expect(readLines(join(dataDir, "objects")).map((line) => line.id).sort()).toEqual(["s-1", "s-3", "s-4"])
+  })
+
+  it("replays gzipped files unchanged under the key their path mirrors, and skips a .gz that is not gzip", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "s3-ingest-replay-"))
+    const below = "version=1.4/dt=2026-12-03/20261203T101010000Z-0badcafe-00000001.ndjson.gz"
+    const bytes = gzipSync(`{"id":"g-1"}\n{"id":"g-2"}\n`)
+    mkdirSync(join(dataDir, "dead-letter", "version=1.4", "dt=2026-12-03"), { recursive: true })
+    writeFileSync(join(dataDir, "dead-letter", below), bytes)
+    writeFileSync(join(dataDir, "dead-letter", "20261203T101010000Z-0badcafe-00000002.ndjson.gz"), "plain text\n")
+    const run = replayAsync(dataDir, {})
+    expect((await run.exited).code).toBe(0)
+    expect(summaryOf(run)).toMatchObject({ files: 1, stored: 1, skipped: 1, payloads: 2 })
+    expect(run.logs.find((line) => line.message === "skipped, left alone")).toMatchObject({ problem: "not gzip" })
+    expect(readFileSync(join(dataDir, "objects", "payloads", below))).toEqual(bytes)
+    expect(existsSync(join(dataDir, "dead-letter", "version=1.4")), "its emptied directories are gone").toBe(false)
   })
 
   it("refuses a DATA_DIR that does not exist: exit 1, one stderr line, nothing created", async () => {

@@ -9,7 +9,7 @@ import type { S3Client } from "@aws-sdk/client-s3"
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest"
 import { type FaultProxy, startFaultProxy } from "../support/faultProxy.js"
 import { getObject, listKeys, makeTestS3Client } from "../support/s3.js"
-import { type LogLine, postJson, type RunningService, startService } from "../support/service.js"
+import { type LogLine, ndjsonText, postJson, type RunningService, startService } from "../support/service.js"
 
 const s3Endpoint = inject("s3Endpoint")
 const s3Bucket = inject("s3Bucket")
@@ -41,13 +41,13 @@ const payloadsFor = (label: string): Array<Array<Payload>> =>
 const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
 
 /**
- * `{prefix}/yyyy/mm/dd/hh/yyyymmddTHHMMSSmmmZ-<8 hex>-<8 digits>.ndjson`; an empty prefix means
+ * `{prefix}/yyyy/mm/dd/hh/yyyymmddTHHMMSSmmmZ-<8 hex>-<8 digits>.ndjson.gz`; an empty prefix means
  * the key starts at the year.
  */
 const keyPattern = (prefix: string): RegExp =>
   new RegExp(
     `^${prefix === "" ? "" : `${escapeRegExp(prefix)}/`}` +
-      String.raw`(\d{4})/(\d{2})/(\d{2})/(\d{2})/(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z-([0-9a-f]{8})-(\d{8})\.ndjson$`
+      String.raw`(\d{4})/(\d{2})/(\d{2})/(\d{2})/(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z-([0-9a-f]{8})-(\d{8})\.ndjson\.gz$`
   )
 
 let client: S3Client
@@ -130,7 +130,8 @@ const readObjects = async (keys: ReadonlyArray<string>) => {
   for (const key of keys) {
     const object = await getObject(client, s3Bucket, key)
     expect(object.contentType, key).toBe("application/x-ndjson")
-    const text = Buffer.from(object.body).toString("utf8")
+    expect(object.contentEncoding, key).toBe("gzip")
+    const text = ndjsonText(key, object.body)
     expect(text.length, key).toBeGreaterThan(0)
     expect(text.endsWith("\n"), `${key} must end each line with \\n`).toBe(true)
     for (const line of text.slice(0, -1).split("\n")) lines.push(JSON.parse(line) as Record<string, unknown>)
@@ -195,7 +196,7 @@ describe("STORAGE=s3 end to end", () => {
     const everything = await listKeys(client, s3Bucket, "")
     const mine: Array<string> = []
     for (const key of everything) {
-      const text = Buffer.from((await getObject(client, s3Bucket, key)).body).toString("utf8")
+      const text = ndjsonText(key, (await getObject(client, s3Bucket, key)).body)
       if (text.split("\n").some((line) => line.includes(`"id":"${runId}-unprefixed-`))) mine.push(key)
     }
     expect(mine.length).toBeGreaterThanOrEqual(Math.ceil((COLLECTIONS * PER_COLLECTION) / 4))

@@ -223,16 +223,18 @@ describe("LocalObjectStoreLive", () => {
 })
 
 describe("DeadLetterDirLive", () => {
-  it.scopedLive("writes DATA_DIR/dead-letter/{file name of the key} with the exact bytes", () =>
+  it.scopedLive("writes DATA_DIR/dead-letter/{key below the prefix} with the exact bytes", () =>
     Effect.gen(function*() {
       const dataDir = yield* tempDataDir
       const deadLetter = yield* buildDeadLetter(dataDir)
       const body = bytes("dead")
       yield* deadLetter.write(KEY, body)
-      assert.deepStrictEqual(filesUnder(join(dataDir, "dead-letter")), [FILE_NAME])
-      assert.deepStrictEqual(readFileSync(join(dataDir, "dead-letter", FILE_NAME)), Buffer.from(body))
-      yield* deadLetter.write(`other/prefix/2024/01/02/03/${FILE_NAME.replace("07.", "08.")}`, body)
-      assert.deepStrictEqual(filesUnder(join(dataDir, "dead-letter")), [FILE_NAME, FILE_NAME.replace("07.", "08.")])
+      const below = KEY.slice("payloads/".length)
+      assert.deepStrictEqual(filesUnder(join(dataDir, "dead-letter")), [below])
+      assert.deepStrictEqual(readFileSync(join(dataDir, "dead-letter", below)), Buffer.from(body))
+      const other = `version=1.4/2024/01/02/03/${FILE_NAME.replace("07.", "08.")}`
+      yield* deadLetter.write(`payloads/${other}`, body)
+      assert.deepStrictEqual(filesUnder(join(dataDir, "dead-letter")), [below, other].sort())
       assert.deepStrictEqual(readdirSync(join(dataDir, ".tmp", "dead-letter")), [])
       assert.isFalse(existsSync(join(dataDir, "objects")), "the dead-letter directory is not the object store")
     }))

@@ -1,9 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
+import { gunzipSync } from "node:zlib"
 import * as Effect from "effect/Effect"
+import * as FastCheck from "effect/FastCheck"
 import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
-import { awaitSleepers, buildQueue, ids, job, memoryQueue, sample } from "../support/queue.js"
+import { arrivalOf, awaitSleepers, buildQueue, ids, job, memoryQueue, sample } from "../support/queue.js"
 import {
   FailingDeadLetter,
   makeHangingStore,
@@ -309,4 +311,48 @@ describe("JobQueue failures", () => {
       const stats = queue.stats()
       assert.deepStrictEqual([stats.accepted, stats.stored, stats.deadLettered], [2, 1, 1])
     }))
+})
+
+describe("JobQueue objects", () => {
+  it.effect("gzips each object as one member under a .ndjson.gz key, and counts its raw and stored bytes", () =>
+    Effect.gen(function*() {
+      const { close, metrics, queue, store } = yield* memoryQueue({
+        objectCompression: "gzip",
+        objectCompressionLevel: 3,
+        maxWorkers: 1,
+        batchMaxWaitMs: 0
+      })
+      assert.strictEqual(queue.offer(job(50)), "admitted")
+      yield* close(0)
+      const [key, body] = [...store.bytes.entries()][0]!
+      assert.match(key, /\.ndjson\.gz$/)
+      assert.deepStrictEqual(ids(gunzipSync(body).toString("utf8")), Array.from({ length: 50 }, (_, i) => i))
+      // One gzip member: the stream ends where the member's trailer does.
+      assert.deepStrictEqual([body[0], body[1]], [0x1f, 0x8b])
+      assert.strictEqual(gunzipSync(body).length, job(50).bytes)
+      assert.strictEqual(yield* sample(metrics, "s3ingest_object_bytes_total", { stage: "raw" }), job(50).bytes)
+      assert.strictEqual(yield* sample(metrics, "s3ingest_object_bytes_total", { stage: "stored" }), body.length)
+      assert.isBelow(body.length, job(50).bytes)
+    }))
+
+  it.effect.prop(
+    "gzip round-trips the exact lines of any payloads, in order",
+    [FastCheck.array(FastCheck.array(FastCheck.jsonValue(), { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 6 })],
+    ([collections]) =>
+      Effect.gen(function*() {
+        const { close, queue, store } = yield* memoryQueue({ objectCompression: "gzip", maxWorkers: 2, batchMaxItems: 5 })
+        const sent: Array<string> = []
+        for (const values of collections) {
+          const data = values.map((value, i) => ({ n: sent.length + i, value }))
+          const arrival = arrivalOf(JSON.stringify({ version: "1", token: "t", data }))
+          if (queue.offer(arrival) === "admitted") sent.push(...data.map((payload) => JSON.stringify(payload)))
+        }
+        yield* close(0)
+        const lines = [...store.bytes.entries()]
+          .sort(([a], [b]) => (a < b ? -1 : 1))
+          .flatMap(([, body]) => gunzipSync(body).toString("utf8").split("\n").filter((line) => line !== ""))
+        assert.deepStrictEqual(lines, sent)
+      }),
+    { fastCheck: { numRuns: 25 } }
+  )
 })

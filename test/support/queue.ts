@@ -28,7 +28,8 @@ export const buildQueue = (
   Effect.gen(function*() {
     const summary = yield* Deferred.make<ShutdownSummary>()
     const scope = yield* Scope.make()
-    const config = testLayer(settings)
+    // Plain objects unless a test asks for gzip: the memory store keeps them as text.
+    const config = testLayer({ objectCompression: "none", ...settings })
     const layer = JobQueue.Default.pipe(
       Layer.provideMerge(
         Layer.mergeAll(Metrics.Default, store, deadLetter, config, Shutdown.layer(summary).pipe(Layer.provide(config)))
@@ -69,6 +70,14 @@ export const awaitSleepers = (count: number) =>
     }
     return yield* Effect.dieMessage(`expected ${count} pending sleeps`)
   })
+
+/** A collection body at the queue's door, as the edge hands it over. */
+export const arrivalOf = (text: string, acceptedAt = 0): Arrival => {
+  const body = Buffer.from(text)
+  const parsed = parseCollection(body, 64)
+  if (parsed._tag === "Invalid") throw new Error(parsed.error.message)
+  return makeArrival(body, parsed.collection, acceptedAt)
+}
 
 /**
  * A collection of `count` payloads `{"id":<from>}` … `{"id":<from + count - 1>}` at the queue's

@@ -50,12 +50,17 @@ export const listKeys = async (client: S3Client, bucket: string, prefix: string)
 export interface StoredObject {
   readonly body: Uint8Array
   readonly contentType: string | undefined
+  readonly contentEncoding: string | undefined
 }
 
 export const getObject = async (client: S3Client, bucket: string, key: string): Promise<StoredObject> => {
   const output: GetObjectCommandOutput = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
   if (output.Body === undefined) throw new Error(`object ${key} has no body`)
-  return { body: await output.Body.transformToByteArray(), contentType: output.ContentType }
+  return {
+    body: await output.Body.transformToByteArray(),
+    contentType: output.ContentType,
+    contentEncoding: output.ContentEncoding
+  }
 }
 
 export interface HangingConnection {

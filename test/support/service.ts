@@ -7,6 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
+import { gunzipSync } from "node:zlib"
 import { sleep } from "./wait.js"
 
 export const MAIN = resolve(import.meta.dirname, "../../dist/main.js")
@@ -118,10 +119,14 @@ export const listFiles = (dir: string): Array<string> => {
   return out.sort()
 }
 
-/** Every NDJSON line stored under `dir`, parsed. */
+/** An object's NDJSON text: inflated when its name (or key) ends in `.gz`. */
+export const ndjsonText = (name: string, bytes: Uint8Array): string =>
+  (name.endsWith(".gz") ? gunzipSync(bytes) : Buffer.from(bytes)).toString("utf8")
+
+/** Every NDJSON line stored under `dir` (gzipped or not), parsed. */
 export const readLines = (dir: string): Array<Record<string, unknown>> =>
   listFiles(dir).flatMap((file) =>
-    readFileSync(join(dir, file), "utf8").split("\n").filter((line) => line !== "").map((line) =>
+    ndjsonText(file, readFileSync(join(dir, file))).split("\n").filter((line) => line !== "").map((line) =>
       JSON.parse(line) as Record<string, unknown>
     )
   )

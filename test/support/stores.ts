@@ -12,19 +12,26 @@ import { DeadLetter, ObjectStore, type StoreError, storeError } from "../../src/
 
 const text = (body: Uint8Array) => Buffer.from(body).toString("utf8")
 
-/** Stores objects in a Map; every put is also offered to `puts` so tests can wait for it. */
+/**
+ * Stores objects in a Map, as text and as bytes; every put is also offered to `puts` so tests can
+ * wait for it.
+ */
 export const makeMemoryStore = Effect.gen(function*() {
   const objects = new Map<string, string>()
+  const bytes = new Map<string, Buffer>()
   const puts = yield* Queue.unbounded<string>()
   const layer = Layer.succeed(
     ObjectStore,
     ObjectStore.of({
       put: (key, body) =>
-        Effect.sync(() => objects.set(key, text(body))).pipe(Effect.zipRight(Queue.offer(puts, key)), Effect.asVoid),
+        Effect.sync(() => {
+          objects.set(key, text(body))
+          bytes.set(key, Buffer.from(body))
+        }).pipe(Effect.zipRight(Queue.offer(puts, key)), Effect.asVoid),
       check: Effect.void
     })
   )
-  return { objects, puts, layer } as const
+  return { objects, bytes, puts, layer } as const
 })
 
 /**

@@ -1,27 +1,40 @@
 /**
  * What happens to a batch once it is collected and keyed: it is encoded into a reused body
- * buffer, uploaded through the Uploader, and settled in the buffer's ledger as stored,
- * dead-lettered (under its own key), or lost when even the dead-letter write fails. A delivery
- * never fails: whatever is not stored is dead-lettered and counted.
+ * buffer, compressed with its codec (gzip runs on libuv's thread pool, off the event loop), uploaded
+ * through the Uploader, and settled in the buffer's ledger as stored, dead-lettered (under its own
+ * key, the object's exact bytes), or lost when even the dead-letter write fails. A delivery never
+ * fails: whatever is not stored is dead-lettered and counted.
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { gzip } from "node:zlib"
 import { type BodyBuffers, type Job, makeBodyBuffers, type OpenBatch } from "../../domain/Batch.js"
+import type { Codec } from "../../domain/Codec.js"
 import type { DrainRate } from "../../domain/DrainRate.js"
 import type { AdmissionBuffer } from "../buffer/AdmissionBuffer.js"
 import type { Metrics } from "../Metrics.js"
 import { type DeadLetterShape, type StoreError, storeErrorFields } from "../ObjectStore.js"
 import type { Uploader } from "./Uploader.js"
 
-/** What one worker holds: the batch it is filling, or uploading (then as its encoded body). */
+/**
+ * What one worker holds: the batch it is filling; once keyed, its lines encoded (`raw`, in a
+ * reused buffer), then the object's bytes (`body`: compressed, or `raw` itself with no codec).
+ */
 export interface Hold extends OpenBatch {
   key: string | undefined
+  raw: Buffer | undefined
   body: Buffer | undefined
 }
 
-export const emptyHold = (): Hold => ({ jobs: [], lines: 0, bytes: 0, key: undefined, body: undefined })
+export const emptyHold = (): Hold => ({ jobs: [], lines: 0, bytes: 0, key: undefined, raw: undefined, body: undefined })
+
+/** `raw` gzipped on libuv's thread pool. `raw` must stay as it is until this ends. */
+const gzipped = (raw: Buffer, level: number): Effect.Effect<Buffer> =>
+  Effect.async<Buffer>((resume) =>
+    gzip(raw, { level }, (error, out) => resume(error === null ? Effect.succeed(out) : Effect.die(error)))
+  )
 
 /**
  * Size of the reused object-body buffers: a batch of 1,000 payloads of 1–2 KB fits. Memory is
@@ -49,10 +62,11 @@ export interface DeliveryParts {
   readonly drainRate: DrainRate
   readonly workers: number
   readonly batchMaxBytes: number
+  readonly codec: Codec
 }
 
 export const makeDelivery = (parts: DeliveryParts): Delivery => {
-  const { buffer, deadLetter, drainRate, metrics, uploader } = parts
+  const { buffer, codec, deadLetter, drainRate, metrics, uploader } = parts
   // One buffer per worker at most: a batch's body is in one until the batch is settled.
   const bodies: BodyBuffers = makeBodyBuffers(Math.min(parts.batchMaxBytes, BODY_BUFFER_BYTES), parts.workers)
 
@@ -92,11 +106,12 @@ export const makeDelivery = (parts: DeliveryParts): Delivery => {
     )
 
   /** `acceptances`: when each request of the batch was acknowledged, and its payload count. */
-  const markStored = (count: number, acceptances: ReadonlyArray<number>) =>
+  const markStored = (count: number, acceptances: ReadonlyArray<number>, raw: number, stored: number) =>
     Effect.map(Clock.currentTimeMillis, (now) => {
       buffer.settle(count, "stored")
       metrics.payloadsStored.inc(count)
       metrics.objectsStored.inc()
+      metrics.objectBytes(raw, stored)
       for (let i = 0; i < acceptances.length; i += 2) {
         metrics.observeDelivery((now - acceptances[i]!) / 1000, acceptances[i + 1]!)
       }
@@ -104,22 +119,43 @@ export const makeDelivery = (parts: DeliveryParts): Delivery => {
     })
 
   const empty = (hold: Hold) => {
+    if (hold.raw !== undefined) bodies.release(hold.raw)
     if (hold.body !== undefined) bodies.release(hold.body)
     hold.jobs = []
     hold.lines = 0
     hold.bytes = 0
     hold.key = undefined
+    hold.raw = undefined
     hold.body = undefined
   }
 
-  /** The batch's body, in a reused buffer; from here its slab space is free again. */
-  const encode = (hold: Hold): Buffer => {
-    const body = bodies.encode(hold.jobs)
-    buffer.releaseLines(hold.jobs)
-    hold.jobs = []
-    hold.body = body
-    return body
-  }
+  /**
+   * The object's bytes: the held lines encoded into a reused buffer (from here their slab space is
+   * free again), then compressed; the reused buffer goes back once the compressed copy exists.
+   */
+  const objectBody = (hold: Hold): Effect.Effect<Buffer> =>
+    Effect.suspend(() => {
+      if (hold.body !== undefined) return Effect.succeed(hold.body)
+      if (hold.raw === undefined) {
+        hold.raw = bodies.encode(hold.jobs)
+        buffer.releaseLines(hold.jobs)
+        hold.jobs = []
+      }
+      const raw = hold.raw
+      if (codec.compression === "none") {
+        hold.body = raw
+        hold.raw = undefined
+        return Effect.succeed(raw)
+      }
+      return Effect.map(gzipped(raw, codec.level), (body) => {
+        hold.body = body
+        if (hold.raw === raw) {
+          bodies.release(raw)
+          hold.raw = undefined
+        }
+        return body
+      })
+    })
 
   const deliver = (hold: Hold, key: string) =>
     Effect.suspend(() => {
@@ -133,23 +169,25 @@ export const makeDelivery = (parts: DeliveryParts): Delivery => {
         else acceptances.push(job.acceptedAt, job.count)
       }
       hold.key = key
-      const body = encode(hold)
+      const raw = hold.bytes
       // The outcome is booked and the hold emptied in one uninterruptible step, so that the
       // shutdown never finds a booked batch still held and books it a second time.
-      const book = (outcome: Effect.Effect<void>) => Effect.uninterruptible(Effect.zipRight(outcome, Effect.sync(() => empty(hold))))
-      return uploader.upload(key, body).pipe(
-        Effect.matchCauseEffect({
-          onSuccess: () => book(markStored(count, acceptances)),
-          onFailure: (cause) =>
-            book(Option.match(Cause.failureOption(cause), {
-              onNone: () =>
-                Effect.logError("upload defect", cause).pipe(
-                  Effect.zipRight(deadLetterBatch(key, count, body, { reason: "upload defect" }))
-                ),
-              onSome: (error) => deadLetterBatch(key, count, body, storeErrorFields(error))
-            }))
-        })
-      )
+      const book = (outcome: Effect.Effect<void>) =>
+        Effect.uninterruptible(Effect.zipRight(outcome, Effect.sync(() => empty(hold))))
+      return Effect.flatMap(objectBody(hold), (body) =>
+        uploader.upload(key, body).pipe(
+          Effect.matchCauseEffect({
+            onSuccess: () => book(markStored(count, acceptances, raw, body.length)),
+            onFailure: (cause) =>
+              book(Option.match(Cause.failureOption(cause), {
+                onNone: () =>
+                  Effect.logError("upload defect", cause).pipe(
+                    Effect.zipRight(deadLetterBatch(key, count, body, { reason: "upload defect" }))
+                  ),
+                onSome: (error) => deadLetterBatch(key, count, body, storeErrorFields(error))
+              }))
+          })
+        ))
     })
 
   return {
@@ -158,19 +196,21 @@ export const makeDelivery = (parts: DeliveryParts): Delivery => {
       Effect.gen(function*() {
         if (hold.lines === 0) return
         const key = hold.key ?? (yield* newKey())
-        const body = hold.body ?? encode(hold)
+        const body = yield* objectBody(hold)
         yield* deadLetterBatch(key, hold.lines, body, { reason: "shutdown before upload" })
         empty(hold)
       }),
     deadLetterJobs: (jobs, key) =>
-      Effect.suspend(() => {
-        let count = 0
-        for (const job of jobs) count += job.count
-        const body = bodies.encode(jobs)
-        buffer.releaseLines(jobs)
-        return deadLetterBatch(key, count, body, { reason: "shutdown before upload" }).pipe(
-          Effect.ensuring(Effect.sync(() => bodies.release(body)))
-        )
+      Effect.gen(function*() {
+        const hold = emptyHold()
+        for (const job of jobs) {
+          hold.jobs.push(job)
+          hold.lines += job.count
+          hold.bytes += job.bytes
+        }
+        const body = yield* objectBody(hold)
+        yield* deadLetterBatch(key, hold.lines, body, { reason: "shutdown before upload" })
+        empty(hold)
       })
   }
 }
