@@ -1,34 +1,34 @@
 /**
- * Validation of an ingest collection, on the request's bytes.
+ * Validation of an ingest collection, on the request's bytes, in one pass: the JSON grammar, the
+ * nesting depth, duplicated top-level keys, and where each element of `data` starts and ends. No
+ * object graph is built: a payload's NDJSON line is the element's own bytes (domain/Slabs). With
+ * the `i-json` profile (RFC 7493) the pass also refuses what a strict reader would, since one such
+ * payload makes a shared object unreadable: a member name twice in one object, an escaped lone
+ * surrogate, a number beyond a double's range.
  *
- * One pass over the body validates the JSON grammar, checks nesting depth, finds duplicated
- * top-level keys and records where each element of `data` starts and ends. No string is decoded
- * but `version`, `token` and the top-level keys, and no object graph is built: each payload's
- * NDJSON line is the element's own bytes, which parse to the same value as the payload sent, keep
- * `__proto__` keys, number spellings and escaped lone surrogates as sent, and cost neither
- * `JSON.parse` nor re-serialisation (see `domain/Slabs`).
+ * The string and whitespace scanners sit here beside the loop, as module functions: imported from
+ * another module they cost the loop a fifth of its speed (BENCHMARKS.md), and as closures V8 would
+ * keep what they capture in a heap context. They return a second result in the parse's `Scan`.
  */
 import { isUtf8 } from "node:buffer"
+import { MemberNames } from "./collection/MemberNames.js"
+import { PayloadSpans } from "./collection/PayloadSpans.js"
+import { escapeEnd, FALSE, literalAt, NULL, numberEnd, pushElement, TRUE } from "./collection/Scalars.js"
+import { hasLoneSurrogate, overflows, stringValue, type TopKey, topKey } from "./collection/Tokens.js"
+import {
+  type CollectionError,
+  DUPLICATE_NAME,
+  invalid,
+  type JsonProfile,
+  LONE_SURROGATE,
+  MALFORMED,
+  NUMBER_OVERFLOW,
+  type ParsedCollection,
+  shape
+} from "./collection/Types.js"
 
-export type CollectionError =
-  | { readonly reason: "invalid_json"; readonly message: string }
-  | { readonly reason: "invalid_shape"; readonly message: string }
-
-export interface Collection {
-  readonly version: string
-  readonly token: string
-  /** Per payload, the [start, end) byte offsets of its element in the body: two numbers each. */
-  readonly spans: ReadonlyArray<number>
-  /**
-   * Some element is written over several lines. Its raw line breaks can only be whitespace
-   * between tokens (a string may not hold one), and an NDJSON line may not contain them.
-   */
-  readonly multiline: boolean
-}
-
-export type ParsedCollection =
-  | { readonly _tag: "Collection"; readonly collection: Collection }
-  | { readonly _tag: "Invalid"; readonly error: CollectionError }
+export { PayloadSpans }
+export type { Collection, CollectionError, JsonProfile, ParsedCollection } from "./collection/Types.js"
 
 const QUOTE = 0x22
 const BACKSLASH = 0x5c
@@ -43,26 +43,17 @@ const CR = 0x0d
 const SPACE = 0x20
 const TAB = 0x09
 const MINUS = 0x2d
-const PLUS = 0x2b
-const DOT = 0x2e
 const ZERO = 0x30
 const NINE = 0x39
-const LOWER_E = 0x65
-const UPPER_E = 0x45
-const LOWER_U = 0x75
 
-const TRUE = Buffer.from("true")
-const FALSE = Buffer.from("false")
-const NULL = Buffer.from("null")
-
-const MALFORMED: CollectionError = { reason: "invalid_json", message: "malformed JSON" }
-
-const invalid = (error: CollectionError): ParsedCollection => ({ _tag: "Invalid", error })
-const shape = (message: string): CollectionError => ({ reason: "invalid_shape", message })
+interface Scan {
+  /** `stringEnd`: the string holds an escape. */
+  escaped: boolean
+  /** `skipWhitespace`: the whitespace holds a line break. */
+  broke: boolean
+}
 
 const isDigit = (c: number) => c >= ZERO && c <= NINE
-const isHex = (c: number) => isDigit(c) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66)
-const isWhitespace = (c: number) => c === SPACE || c === LF || c === CR || c === TAB
 
 /**
  * No byte of the word is a quote, a backslash or a control character (below 0x20). Each term is
@@ -76,68 +67,11 @@ const isPlain = (w: number): boolean => {
     0x80808080) === 0
 }
 
-/** Index of the first byte after the escape sequence at `at` (a backslash), or -1. */
-const escapeEnd = (body: Buffer, at: number): number => {
-  const e = body[at + 1]
-  if (e === LOWER_U) {
-    for (let k = 2; k < 6; k++) if (!isHex(body[at + k] ?? 0)) return -1
-    return at + 6
-  }
-  return e === QUOTE || e === BACKSLASH || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 ||
-      e === 0x74
-    ? at + 2
-    : -1
-}
-
-/** Index of the first byte after the number starting at `start`, or -1. */
-const numberEnd = (body: Buffer, start: number): number => {
-  const length = body.length
-  let i = start
-  if (body[i] === MINUS) i++
-  if (i >= length) return -1
-  if (body[i] === ZERO) {
-    i++
-  } else if (isDigit(body[i]!)) {
-    while (i < length && isDigit(body[i]!)) i++
-  } else {
-    return -1
-  }
-  if (i < length && body[i] === DOT) {
-    i++
-    if (i >= length || !isDigit(body[i]!)) return -1
-    while (i < length && isDigit(body[i]!)) i++
-  }
-  if (i < length && (body[i] === LOWER_E || body[i] === UPPER_E)) {
-    i++
-    if (i < length && (body[i] === PLUS || body[i] === MINUS)) i++
-    if (i >= length || !isDigit(body[i]!)) return -1
-    while (i < length && isDigit(body[i]!)) i++
-  }
-  return i
-}
-
-const literalAt = (body: Buffer, at: number, literal: Buffer): boolean => {
-  if (at + literal.length > body.length) return false
-  for (let k = 0; k < literal.length; k++) if (body[at + k] !== literal[k]) return false
-  return true
-}
-
-// The validator's helpers are module functions, not closures over its state: a closure makes V8
-// keep every variable it captures in a heap context, where the main loop reads and writes them.
-// They report a second result through the one small object of each parse.
-
-interface Scan {
-  /** Set by `stringEnd`: the string it read holds an escape. */
-  escaped: boolean
-  /** Set by `skipWhitespace`: the whitespace it skipped holds a line break. */
-  broke: boolean
-}
-
 /**
  * Index of the closing quote of the string opening at `start`, or -1 when the string is
  * unterminated, holds a raw control character or a bad escape. Strings are most of a body: they
- * are read four bytes at a time through `words`, the 4-byte-aligned words of the body's memory
- * from byte `wordsStart` of it, until a word holds a quote, a backslash or a control.
+ * are read four bytes at a time through `words` (the body's 4-byte-aligned words from byte
+ * `wordsStart` of its memory) until a word holds a quote, a backslash or a control.
  */
 const stringEnd = (scan: Scan, body: Buffer, words: Int32Array, wordsStart: number, start: number): number => {
   scan.escaped = false
@@ -171,63 +105,25 @@ const skipWhitespace = (scan: Scan, body: Buffer, from: number): number => {
   let j = from
   while (j < length) {
     const c = body[j]!
-    if (c === SPACE || c === TAB) {
-      j++
-    } else if (c === LF || c === CR) {
+    if (c === SPACE || c === TAB) j++
+    else if (c === LF || c === CR) {
       scan.broke = true
       j++
-    } else {
-      break
-    }
+    } else break
   }
   return j
 }
 
-/**
- * Records in `spans` the element from `start` to the separator at `at`, trailing whitespace
- * excluded. True when `checkBreaks` and the element holds a line break: a break after its last
- * token does not make it multi-line.
- */
-const pushElement = (body: Buffer, spans: Array<number>, start: number, at: number, checkBreaks: boolean): boolean => {
-  let end = at
-  while (end > start && isWhitespace(body[end - 1]!)) end--
-  spans.push(start, end)
-  if (checkBreaks) {
-    for (let k = start; k < end; k++) if (body[k] === LF || body[k] === CR) return true
-  }
-  return false
-}
-
-const VERSION = Buffer.from("version")
-const TOKEN = Buffer.from("token")
-const DATA = Buffer.from("data")
-type TopKey = "version" | "token" | "data" | ""
-
-/** The top-level key whose string token spans [start, end]: one of the three the validator reads, or "". */
-const topKey = (body: Buffer, start: number, end: number, escaped: boolean): TopKey => {
-  if (escaped) {
-    const key = stringValue(body, start, end, true)
-    return key === "version" || key === "token" || key === "data" ? key : ""
-  }
-  const length = end - start - 1
-  const name = length === 7 ? VERSION : length === 5 ? TOKEN : length === 4 ? DATA : undefined
-  if (name === undefined) return ""
-  for (let k = 0; k < length; k++) if (body[start + 1 + k] !== name[k]) return ""
-  return length === 7 ? "version" : length === 5 ? "token" : "data"
-}
-
-/** The value of the JSON string token spanning [start, end] (quotes included). */
-const stringValue = (body: Buffer, start: number, end: number, escaped: boolean): string =>
-  escaped ? JSON.parse(body.toString("utf8", start, end + 1)) as string : body.toString("utf8", start + 1, end)
-
-/**
- * Parses and validates one collection. Pure and synchronous: it runs on the request path.
- */
-export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollection => {
+/** Parses and validates one collection. Pure and synchronous: it runs on the request path. */
+export const parseCollection = (body: Buffer, maxDepth: number, profile: JsonProfile = "i-json"): ParsedCollection => {
   if (!isUtf8(body)) return invalid({ reason: "invalid_json", message: "invalid UTF-8" })
   const length = body.length
 
   const scan: Scan = { escaped: false, broke: false }
+  const strict = profile === "i-json"
+  const names = strict ? new MemberNames() : undefined
+  // The first I-JSON rule a payload breaks.
+  let strictError: CollectionError | undefined
   // Containers open around the current position: true for an object, false for an array.
   const stack: Array<boolean> = []
   // A UTF-8 byte order mark may precede the text (RFC 8259 §8.1 lets a parser ignore it).
@@ -300,6 +196,10 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
       if (c !== QUOTE) return invalid(MALFORMED)
       const close = stringEnd(scan, body, words, wordsStart, i)
       if (close < 0) return invalid(MALFORMED)
+      if (strict && elementStart >= 0) {
+        if (scan.escaped && hasLoneSurrogate(body, i, close)) strictError ??= LONE_SURROGATE
+        if (names!.repeats(depth, body, i, close, scan.escaped)) strictError ??= DUPLICATE_NAME
+      }
       if (depth === 1) {
         const key = topKey(body, i, close, scan.escaped)
         if (key !== "") {
@@ -347,6 +247,7 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
           dataIsArray = false
         }
       }
+      if (strict && elementStart >= 0 && c === OPEN_OBJECT) names!.open(depth + 1)
       stack.push(c === OPEN_OBJECT)
       i++
       expectKey = c === OPEN_OBJECT
@@ -357,6 +258,7 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
     if (c === QUOTE) {
       const close = stringEnd(scan, body, words, wordsStart, i)
       if (close < 0) return invalid(MALFORMED)
+      if (strict && scan.escaped && elementStart >= 0 && hasLoneSurrogate(body, i, close)) strictError ??= LONE_SURROGATE
       if (depth === 1 && topObject) {
         if (currentKey === "version") version = stringValue(body, i, close, scan.escaped)
         else if (currentKey === "token") token = stringValue(body, i, close, scan.escaped)
@@ -365,6 +267,7 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
     } else if (c === MINUS || isDigit(c)) {
       end = numberEnd(body, i)
       if (end < 0) return invalid(MALFORMED)
+      if (strict && elementStart >= 0 && overflows(body, i, end)) strictError ??= NUMBER_OVERFLOW
     } else if (literalAt(body, i, TRUE)) {
       end = i + 4
     } else if (literalAt(body, i, FALSE)) {
@@ -385,11 +288,12 @@ export const parseCollection = (body: Buffer, maxDepth: number): ParsedCollectio
   }
 
   if (!afterValue || stack.length > 0) return invalid(MALFORMED)
+  if (strictError !== undefined) return invalid(strictError)
   if (!topObject) return invalid(shape("the body must be a JSON object"))
   if (duplicateKey !== undefined) return invalid(duplicateKey)
   if (version === undefined || version.length === 0) return invalid(shape("\"version\" must be a non-empty string"))
   if (token === undefined) return invalid(shape("\"token\" must be a string"))
   if (!dataIsArray || spans.length === 0) return invalid(shape("\"data\" must be a non-empty array"))
   if (shapeError !== undefined) return invalid(shapeError)
-  return { _tag: "Collection", collection: { version, token, spans, multiline } }
+  return { _tag: "Collection", collection: { version, token, payloads: new PayloadSpans(spans), multiline } }
 }

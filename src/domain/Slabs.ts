@@ -30,10 +30,11 @@ export interface Arrival {
 }
 
 export const makeArrival = (body: Buffer, collection: Collection, acceptedAt: number): Arrival => {
-  const spans = collection.spans
+  const payloads = collection.payloads
+  const count = payloads.count
   let bytes = 0
-  for (let k = 0; k < spans.length; k += 2) bytes += spans[k + 1]! - spans[k]! + 1
-  return { body, collection, count: spans.length / 2, bytes, acceptedAt }
+  for (let k = 0; k < count; k++) bytes += payloads.end(k) - payloads.start(k) + 1
+  return { body, collection, count, bytes, acceptedAt }
 }
 
 export interface Slabs {
@@ -110,20 +111,20 @@ export const makeSlabs = (size: number, keep: number): Slabs => {
  * line breaks blanked: outside strings, where alone they can be, they are whitespace.
  */
 const copyLines = (out: Buffer, at: number, arrival: Arrival): void => {
-  const { body, collection: { multiline, spans } } = arrival
-  const lines = spans.length / 2
+  const { body, collection: { multiline, payloads } } = arrival
+  const lines = payloads.count
   let offset = at
   let k = 0
   while (k < lines) {
     let last = k
-    while (last + 1 < lines && spans[2 * last + 2] === spans[2 * last + 1]! + 1) last++
-    const start = spans[2 * k]!
-    const stop = spans[2 * last + 1]!
+    while (last + 1 < lines && payloads.start(last + 1) === payloads.end(last) + 1) last++
+    const start = payloads.start(k)
+    const stop = payloads.end(last)
     body.copy(out, offset, start, stop)
     if (multiline) {
       for (let j = offset; j < offset + stop - start; j++) if (out[j] === LF || out[j] === CR) out[j] = SPACE
     }
-    for (let m = k; m < last; m++) out[offset + spans[2 * m + 1]! - start] = LF
+    for (let m = k; m < last; m++) out[offset + payloads.end(m) - start] = LF
     offset += stop - start
     out[offset++] = LF
     k = last + 1

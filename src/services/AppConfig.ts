@@ -16,6 +16,7 @@ import * as Layer from "effect/Layer"
 import { type KnownSettings, variableToFlag } from "../domain/Cli.js"
 import { type FaultPlan, parseFaults } from "../domain/Faults.js"
 import { type Compression, COMPRESSIONS } from "../domain/Codec.js"
+import type { JsonProfile } from "../domain/Collection.js"
 import { normalisePrefix } from "../domain/Keys.js"
 import { SSE_MODES, type SseMode, STORAGE_CLASSES, type StorageClass, parseObjectTags } from "../domain/S3ObjectSettings.js"
 import {
@@ -48,6 +49,8 @@ export interface Settings {
   readonly batchMaxWaitMs: number
   readonly maxBodyBytes: number
   readonly maxJsonDepth: number
+  /** `i-json` refuses what strict readers refuse (RFC 7493); `json` takes any RFC 8259 text. */
+  readonly jsonProfile: JsonProfile
   readonly requestTimeoutMs: number
   readonly keepAliveTimeoutMs: number
   readonly uploadTimeoutMs: number
@@ -114,6 +117,13 @@ const settingsConfig = Config.all({
   batchMaxWaitMs: int("BATCH_MAX_WAIT_MS", 200, 0, "time a batch stays open after its first payload"),
   maxBodyBytes: int("MAX_BODY_BYTES", 1_048_576, 1, "request body limit, after gzip inflation"),
   maxJsonDepth: int("MAX_JSON_DEPTH", 64, 1, "deeper nesting anywhere in the body → 400"),
+  jsonProfile: oneOf(
+    "JSON_PROFILE",
+    "i-json",
+    "i-json: refuse duplicate member names, escaped lone surrogates, numbers beyond a double",
+    "i-json",
+    "json"
+  ),
   requestTimeoutMs: int("REQUEST_TIMEOUT_MS", 10_000, 1, "the whole request must arrive in time (408)"),
   keepAliveTimeoutMs: int("KEEP_ALIVE_TIMEOUT_MS", 65_000, 1, "idle keep-alive timeout"),
   uploadTimeoutMs: int("UPLOAD_TIMEOUT_MS", 10_000, 1, "deadline of one upload attempt"),

@@ -1,19 +1,12 @@
 /**
- * The one-pass validator must agree with `JSON.parse` on what is JSON: for thousands of bodies made
- * by mutating valid collections a character or a byte at a time, a body is `invalid_json` exactly
- * when strict UTF-8 decoding or `JSON.parse` throws, and the lines of a valid one parse to its
- * payloads.
+ * The one-pass validator must agree with `JSON.parse` on what is JSON: for bodies made by mutating
+ * valid collections a character or a byte at a time, a body is `invalid_json` exactly when strict
+ * UTF-8 decoding or `JSON.parse` throws, and the lines of a valid one parse to its payloads. The
+ * plain `json` profile: the I-JSON rules have their own reference (CollectionIJson.test.ts).
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as FastCheck from "effect/FastCheck"
 import { parseBody } from "../support/collections.js"
-
-// mulberry32: a small seeded PRNG, so every run checks the same bodies.
-const prng = (seed: number) => () => {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
 
 const ALPHABET = [..."{}[],:\"\\ 0123456789eE.+-tfnrulsa/b\n\t\r", "\u0001", "\u00e9", "\ud83d\ude00"]
 // Lead and continuation bytes, an overlong lead, an encoded surrogate's, bytes never in UTF-8, a BOM's.
@@ -39,8 +32,8 @@ const jsonOf = (body: Uint8Array): { readonly value: unknown } | undefined => {
   }
 }
 
-/** Fails the test when the validator and the oracle disagree on `body`; true when it is JSON. */
-const check = (body: Buffer): boolean => {
+/** Fails the test when the validator and the oracle disagree on `body`. */
+const check = (body: Buffer): void => {
   const json = jsonOf(body)
   const parsed = parseBody(Buffer.from(body), 1000)
   const malformed = parsed._tag === "Invalid" && parsed.error.reason === "invalid_json"
@@ -49,60 +42,63 @@ const check = (body: Buffer): boolean => {
     const data = (json!.value as { data: Array<unknown> }).data
     assert.deepStrictEqual(parsed.lines.map((l) => JSON.parse(l) as unknown), data, body.toString("hex"))
   }
-  return json !== undefined
 }
 
-/** Mutates `base` 1–3 times: deletes, inserts or replaces an element, or truncates. */
-const mutate = <A>(random: () => number, base: ReadonlyArray<A>, alphabet: ReadonlyArray<A>): Array<A> => {
+/** 1–3 edits of a sequence: delete, insert or replace an element, or truncate. */
+const edits = <A>(alphabet: ReadonlyArray<A>) =>
+  FastCheck.array(
+    FastCheck.record({
+      at: FastCheck.nat(),
+      kind: FastCheck.constantFrom("delete", "insert", "replace", "truncate"),
+      pick: FastCheck.constantFrom(...alphabet)
+    }),
+    { minLength: 1, maxLength: 3 }
+  )
+
+const mutate = <A>(base: ReadonlyArray<A>, changes: ReadonlyArray<{ at: number; kind: string; pick: A }>): Array<A> => {
   const out = [...base]
-  const edits = 1 + Math.floor(random() * 3)
-  for (let e = 0; e < edits; e++) {
-    const at = Math.floor(random() * (out.length + 1))
-    const kind = random()
-    const pick = alphabet[Math.floor(random() * alphabet.length)]!
-    if (kind < 0.35) out.splice(at, 1)
-    else if (kind < 0.7) out.splice(at, 0, pick)
-    else if (kind < 0.95) out.splice(at, 1, pick)
+  for (const { at: raw, kind, pick } of changes) {
+    const at = raw % (out.length + 1)
+    if (kind === "delete") out.splice(at, 1)
+    else if (kind === "insert") out.splice(at, 0, pick)
+    else if (kind === "replace") out.splice(at, 1, pick)
     else out.length = at
   }
   return out
 }
 
+// Characters, not UTF-16 code units: a mutation never splits a surrogate pair of the seed.
+const charMutants = FastCheck.tuple(FastCheck.constantFrom(...bases), edits(ALPHABET)).map(([base, changes]) =>
+  Buffer.from(mutate([...base], changes).join(""), "utf8")
+)
+const byteMutants = FastCheck.tuple(FastCheck.constantFrom(...bases), edits(BYTES)).map(([base, changes]) =>
+  Buffer.from(mutate([...Buffer.from(base, "utf8")], changes))
+)
+
 describe("Collection grammar", () => {
-  it("agrees with JSON.parse on texts mutated a character at a time", () => {
-    const random = prng(20261201)
-    let checked = 0
-    let valid = 0
-    for (const base of bases) {
-      // Characters, not UTF-16 code units: a mutation never splits a surrogate pair of the seed.
-      const chars = [...base]
-      for (let n = 0; n < 1500; n++) {
-        if (check(Buffer.from(mutate(random, chars, ALPHABET).join(""), "utf8"))) valid++
-        checked++
-      }
-    }
-    assert.isBelow(valid, (checked * 3) / 4, "the mutations produce plenty of malformed texts")
-    assert.isAbove(valid, checked / 20, "and some valid ones")
+  it.prop("agrees with JSON.parse on texts mutated a character at a time", [charMutants], ([body]) => check(body), {
+    fastCheck: { numRuns: 6000, seed: 20261201 }
   })
 
-  it("agrees with strict UTF-8 decoding on bodies mutated a byte at a time", () => {
-    const random = prng(20261202)
-    let checked = 0
-    let valid = 0
-    for (const base of bases) {
-      const bytes = [...Buffer.from(base, "utf8")]
-      for (let n = 0; n < 1000; n++) {
-        if (check(Buffer.from(mutate(random, bytes, BYTES)))) valid++
-        checked++
-      }
+  it.prop("agrees with strict UTF-8 decoding on bodies mutated a byte at a time", [byteMutants], ([body]) => check(body), {
+    fastCheck: { numRuns: 4000, seed: 20261202 }
+  })
+
+  it("the mutations make both malformed and valid bodies", () => {
+    for (const [arbitrary, least] of [[charMutants, 0.05], [byteMutants, 0.02]] as const) {
+      const bodies = FastCheck.sample(arbitrary, { numRuns: 1000, seed: 7 })
+      const valid = bodies.filter((body) => jsonOf(body) !== undefined).length
+      assert.isAbove(valid, bodies.length * least, "some valid")
+      assert.isBelow(valid, bodies.length * 0.75, "plenty malformed")
     }
-    assert.isBelow(valid, checked / 2, "most byte mutations break the UTF-8 or the JSON")
-    assert.isAbove(valid, checked / 50, "some land inside strings and keep both")
   })
 
   it("ignores a UTF-8 byte order mark before the text, as a strict decoder does", () => {
     const body = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(bases[0]!, "utf8")])
-    assert.isTrue(check(body))
-    assert.isFalse(check(Buffer.concat([Buffer.from([0xef, 0xbb]), Buffer.from(bases[0]!, "utf8")])))
+    check(body)
+    assert.isDefined(jsonOf(body))
+    const broken = Buffer.concat([Buffer.from([0xef, 0xbb]), Buffer.from(bases[0]!, "utf8")])
+    check(broken)
+    assert.isUndefined(jsonOf(broken))
   })
 })

@@ -707,15 +707,29 @@ const cases: ReadonlyArray<Case> = [
     status: 400,
     reason: "invalid_json"
   })),
-  kase("control: escaped lone surrogate \"\\ud800\" in a payload → 202, stored as sent", (m) => ({
+  // --- the I-JSON profile (the default): what would make a shared object unreadable -------------
+  kase("escaped lone surrogate \"\\ud800\" in a payload → 400 (I-JSON)", (m) => ({
     send: once(json(collection(`[{"id":"${m}","s":"a\\ud800b","t":"\\udfff"}]`))),
+    status: 400,
+    reason: "invalid_json"
+  })),
+  kase("a member name twice in a payload's nested object → 400 (I-JSON)", (m) => ({
+    send: once(json(collection(`[{"id":"${m}","x":{"a":1,"b":2,"a":3}}]`))),
+    status: 400,
+    reason: "invalid_json"
+  })),
+  kase("a number beyond a double (1e400) in a payload → 400 (I-JSON)", (m) => ({
+    send: once(json(collection(`[{"id":"${m}","n":1e400}]`))),
+    status: 400,
+    reason: "invalid_json"
+  })),
+  kase("control: escaped surrogate pair and the largest double in a payload → 202, stored as sent", (m) => ({
+    send: once(json(collection(`[{"id":"${m}","s":"\\ud83d\\ude00","n":1.7976931348623157e308}]`))),
     status: 202,
     accepted: 1,
     stored: (lines) => {
-      expect(lines[0]).not.toContain("\ufffd")
-      const value = onlyValue(lines)
-      expect(value.s).toBe("a\ud800b")
-      expect(value.t).toBe("\udfff")
+      expect(lines[0]).toContain("\\ud83d\\ude00")
+      expect(onlyValue(lines).s).toBe("😀")
     }
   })),
 

@@ -405,14 +405,14 @@ afterAll(async () => {
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true })
 })
 
-/** Element texts exactly as sent: nested, unicode, lone surrogates, `__proto__`, tricky strings. */
+/** Element texts exactly as sent: nested, unicode, escaped surrogate pairs, `__proto__`, tricky strings. */
 const samplePayloads = (label: string) => {
   const id = (n: number) => `${label}-${RUN}-${n}`
   const texts = {
     nested: `{"id":"${id(1)}","nested":{"a":[1,{"b":null}],"c":{"d":{"e":[true,false,1.5e3,-0.25,{}]}}},"empty":[]}`,
     unicode: JSON.stringify({ id: id(2), text: "héllo wörld — ✓ 😀 中文 \"quoted\" back\\slash\ttab", raw: "\u2028" })
       .slice(0, -1) + `,"escaped":"\\u00e9\\u4e2d\\ud83d\\ude00"}`,
-    surrogate: `{"id":"${id(3)}","s":"a\\ud800b","t":"\\udfff","u":"x\\udc00\\ud800y"}`,
+    surrogate: `{"id":"${id(3)}","s":"a\\ud83d\\ude00b","t":"\\udbff\\udfff","u":"x\\u00e9y"}`,
     proto: `{"id":"${id(4)}","__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}}}`,
     structural: `{"id":"${id(5)}","brackets":"[[[[{{{{ ]]]}} \\" ,: \\\\","key,with\\"quote":1}`,
     lookalike: `{"id":"${id(6)}","version":"inner","token":"inner","data":[1,2,{"data":[]}]}`
@@ -475,16 +475,33 @@ describe("202 Accepted: payloads are queued and stored as sent", () => {
     expectSameValue(line, texts.proto)
   })
 
-  it("keeps escaped lone surrogates as sent (not replaced by U+FFFD)", async () => {
+  it("keeps escaped surrogate pairs as sent; refuses a lone one (I-JSON), which JSON_PROFILE=json keeps", async () => {
     const { ids, texts } = samplePayloads("surrogate")
     expectAccepted(await post(main, `{"version":"1","token":"t","data":[${texts.surrogate}]}`), 1)
     const line = (await waitForStored(main, [ids[2]!])).get(ids[2]!)!.line
     const value = JSON.parse(line) as Record<string, string>
-    expect(value.s).toBe("a\ud800b")
-    expect(value.t).toBe("\udfff")
-    expect(value.u).toBe("x\udc00\ud800y")
+    expect(value.s).toBe("a😀b")
+    expect(value.t).toBe("\udbff\udfff")
     expect(line).not.toContain("\ufffd")
     expectSameValue(line, texts.surrogate)
+
+    const lone = `{"id":"${marker("lone")}","s":"a\\ud800b","t":"\\udfff"}`
+    const refused = await rejectedAs(main, ["invalid_json", "invalid_shape"], () =>
+      post(main, `{"version":"1","token":"t","data":[${lone}]}`))
+    expectError(refused, 400)
+    expect(JSON.parse(refused.text)).toEqual({ error: "a payload holds an escaped lone surrogate (I-JSON)" })
+
+    const plain = await startService({ JSON_PROFILE: "json" })
+    try {
+      expectAccepted(await post(plain, `{"version":"1","token":"t","data":[${lone}]}`), 1)
+      const loneId = (JSON.parse(lone) as { id: string }).id
+      const storedLine = (await waitForStored(plain, [loneId])).get(loneId)!.line
+      const stored = JSON.parse(storedLine) as Record<string, string>
+      expect(stored.s).toBe("a\ud800b")
+      expect(stored.t).toBe("\udfff")
+    } finally {
+      await stopService(plain)
+    }
   })
 
   it("stores a pretty-printed (multi-line) collection as one line per payload, same values", async () => {
@@ -498,7 +515,7 @@ describe("202 Accepted: payloads are queued and stored as sent", () => {
     elements.forEach((text, i) => expectSameValue(stored.get(ids[i]!)!.line, text))
     const proto = JSON.parse(stored.get(ids[3]!)!.line) as object
     expect(Object.keys(proto)).toContain("__proto__")
-    expect((JSON.parse(stored.get(ids[2]!)!.line) as Record<string, string>).s).toBe("a\ud800b")
+    expect((JSON.parse(stored.get(ids[2]!)!.line) as Record<string, string>).s).toBe("a😀b")
   })
 
   it("accepts nesting of exactly MAX_JSON_DEPTH (64) and brackets inside strings", async () => {

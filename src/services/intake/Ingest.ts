@@ -42,11 +42,11 @@ const make = Effect.gen(function*() {
 
   /** Admits the collection in `body`; the queue copies what it keeps, so the body is not held. */
   const admit = (body: Buffer, now: number): AdmitResult => {
-    const parsed = parseCollection(body, config.maxJsonDepth)
+    const parsed = parseCollection(body, config.maxJsonDepth, config.jsonProfile)
     if (parsed._tag === "Invalid") return rejected(parsed.error)
     const collection = parsed.collection
     if (!tokenAllowed(collection.token)) return rejected({ reason: "unauthorized", message: "token not allowed" })
-    const count = collection.spans.length / 2
+    const count = collection.payloads.count
     if (count > config.maxPayloadsPerRequest) {
       return rejected({ reason: "too_many_payloads", message: `more than ${config.maxPayloadsPerRequest} payloads` })
     }
