@@ -60,6 +60,39 @@ export interface OpenBatch {
 export const emptyBatch = (): OpenBatch => ({ jobs: [], lines: 0, bytes: 0 })
 
 /**
+ * A batch of one partition: open to more lines until a worker takes it (or it fills up), then
+ * keyed, encoded and delivered. Its window starts at `openedAt`.
+ */
+export interface Batch extends OpenBatch {
+  /** The partition path its key carries (KEY_PARTITIONS filled in). */
+  readonly partition: string
+  /** The `{version}` value it counts against MAX_PARTITIONS ("" when batches are not split by version). */
+  readonly version: string
+  readonly openedAt: number
+  /** Handed to the workers: due, or full. */
+  offered: boolean
+  /** Taken by a worker: its lines are in flight and no more join. */
+  taken: boolean
+  /** Its lines encoded, in a reused buffer, until compressed. */
+  raw: Buffer | undefined
+  /** The object's bytes. */
+  body: Buffer | undefined
+}
+
+export const newBatch = (partition: string, version: string, openedAt: number): Batch => ({
+  jobs: [],
+  lines: 0,
+  bytes: 0,
+  partition,
+  version,
+  openedAt,
+  offered: false,
+  taken: false,
+  raw: undefined,
+  body: undefined
+})
+
+/**
  * Adds to `batch` as many of the job's lines as fit in `maxLines` lines and `maxBytes` bytes (an
  * empty batch takes at least one line, however large), and returns the rest of the job, if any.
  */

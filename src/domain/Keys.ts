@@ -5,24 +5,23 @@
 
 const pad = (n: number, width: number): string => String(n).padStart(width, "0")
 
-/** `{prefix}/{yyyy}/{mm}/{dd}/{hh}/{yyyymmddTHHMMSSmmmZ}-{instance}-{seq}{extension}`, UTC. */
+/**
+ * `{prefix}/{partitions}/{yyyymmddTHHMMSSmmmZ}-{instance}-{seq}{extension}`, the stamp in UTC;
+ * `partitions` is KEY_PARTITIONS filled in for the batch (domain/Partitions).
+ */
 export const objectKey = (
   prefix: string,
+  partitions: string,
   createdAtMillis: number,
   instance: string,
   seq: number,
   extension: string
 ): string => {
   const d = new Date(createdAtMillis)
-  const yyyy = pad(d.getUTCFullYear(), 4)
-  const mm = pad(d.getUTCMonth() + 1, 2)
-  const dd = pad(d.getUTCDate(), 2)
-  const hh = pad(d.getUTCHours(), 2)
-  const stamp = `${yyyy}${mm}${dd}T${hh}${pad(d.getUTCMinutes(), 2)}${pad(d.getUTCSeconds(), 2)}${
-    pad(d.getUTCMilliseconds(), 3)
-  }Z`
-  const name = `${stamp}-${instance}-${pad(seq, 8)}${extension}`
-  const path = `${yyyy}/${mm}/${dd}/${hh}/${name}`
+  const stamp = `${pad(d.getUTCFullYear(), 4)}${pad(d.getUTCMonth() + 1, 2)}${pad(d.getUTCDate(), 2)}T${
+    pad(d.getUTCHours(), 2)
+  }${pad(d.getUTCMinutes(), 2)}${pad(d.getUTCSeconds(), 2)}${pad(d.getUTCMilliseconds(), 3)}Z`
+  const path = `${partitions}/${stamp}-${instance}-${pad(seq, 8)}${extension}`
   return prefix === "" ? path : `${prefix}/${path}`
 }
 

@@ -13,11 +13,12 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import { type KnownSettings, variableToFlag } from "../domain/Cli.js"
+import type { KnownSettings } from "../domain/Cli.js"
 import { type FaultPlan, parseFaults } from "../domain/Faults.js"
 import { type Compression, COMPRESSIONS } from "../domain/Codec.js"
 import type { JsonProfile } from "../domain/Collection.js"
 import { normalisePrefix } from "../domain/Keys.js"
+import { DEFAULT_PARTITIONS, DEFAULT_TEMPLATE, type PartitionTemplate, parseTemplate } from "../domain/Partitions.js"
 import { SSE_MODES, type SseMode, STORAGE_CLASSES, type StorageClass, parseObjectTags } from "../domain/S3ObjectSettings.js"
 import {
   describe,
@@ -65,6 +66,10 @@ export interface Settings {
   readonly objectCompression: Compression
   /** gzip's level, 1–9. */
   readonly objectCompressionLevel: number
+  /** KEY_PARTITIONS, parsed. */
+  readonly partitions: PartitionTemplate
+  /** Most `{version}` values batching at once; a new one beyond goes to `_overflow`. */
+  readonly maxPartitions: number
   readonly dataDir: string
   readonly s3Bucket: string | undefined
   /** Normalised: no leading or trailing "/"; "" means keys start at the year. */
@@ -145,6 +150,16 @@ const settingsConfig = Config.all({
   shutdownDelayMs: int("SHUTDOWN_DELAY_MS", 0, 0, "intake kept open after the signal"),
   storage: oneOf("STORAGE", "local", "object store", "local", "s3"),
   objectCompression: oneOf("OBJECT_COMPRESSION", "gzip", "object bodies", ...COMPRESSIONS),
+  partitions: describe(
+    "KEY_PARTITIONS",
+    DEFAULT_TEMPLATE,
+    "key partitions between prefix and file name: {yyyy} {mm} {dd} {hh} {version} and A-Z a-z 0-9 = . _ -",
+    parsed("KEY_PARTITIONS", (text) => {
+      const template = parseTemplate(text)
+      return "error" in template ? Either.left(template.error) : Either.right(template)
+    }).pipe(Config.withDefault(DEFAULT_PARTITIONS))
+  ),
+  maxPartitions: int("MAX_PARTITIONS", 64, 1, "most {version} values batching at once; a new one beyond goes to _overflow"),
   objectCompressionLevel: describe(
     "OBJECT_COMPRESSION_LEVEL",
     "3",
@@ -277,25 +292,3 @@ export const testLayer = (overrides: Partial<Settings> = {}): Layer.Layer<AppCon
       Effect.map((defaults): Settings => ({ ...defaults, host: "127.0.0.1", port: 0, ...overrides }))
     )
   )
-
-/** `--help`: commands, and every setting with its flag and default. */
-export const helpText = (): string => {
-  const rows = settingDocs.map((doc) => [`${doc.variable} / ${variableToFlag(doc.variable)}`, doc.default, doc.help])
-  const widths = [0, 1].map((column) => Math.max(...rows.map((row) => row[column]!.length)))
-  const table = rows.map((row) => `  ${row[0]!.padEnd(widths[0]!)}  ${row[1]!.padEnd(widths[1]!)}  ${row[2]}`)
-  return [
-    "s3-ingest: HTTP JSON ingest that batches payloads into NDJSON objects on S3",
-    "",
-    "Usage:",
-    "  node dist/main.js service [--setting value ...]   run the ingest service",
-    "  node dist/main.js replay  [--setting value ...]   re-upload dead-lettered batches under their original keys",
-    "  node dist/main.js --help                          this text",
-    "  node dist/main.js --version                       the version",
-    "",
-    "Settings (environment variable / flag, default, meaning); a flag overrides the variable:",
-    ...table,
-    "",
-    "Exit codes: 0 clean; 1 a refused start (bad setting, unusable DATA_DIR, address in use), payloads",
-    "dead-lettered at shutdown, or files replay could not store; 2 payloads lost."
-  ].join("\n")
-}

@@ -1,14 +1,15 @@
 /**
- * The job queue: the admission buffer (bounds, slabs, ledger), `MAX_WORKERS` fibers that each
- * collect a batch in turn (Collector), key it once and deliver it (Delivery, Uploader), and the
- * drain at shutdown. The parts are built here and nowhere else; docs/ARCHITECTURE.md tells who
- * owns what among them.
+ * The job queue: the admission buffer (bounds, slabs, open batches, ledger), the timer of the
+ * batch windows, `MAX_WORKERS` fibers that each take an offered batch, key it once and deliver it
+ * (Delivery, Uploader), and the drain at shutdown. The parts are built here and nowhere else;
+ * docs/ARCHITECTURE.md tells who owns what among them.
  *
  * Shutdown: the finalizer drains while the workers live, then interrupts them (in-flight uploads
  * are aborted) and dead-letters whatever was not stored, so that at every moment
  * accepted = stored + deadLettered + lost + queued + inFlight (the buffer's ledger).
  */
 import { randomBytes } from "node:crypto"
+import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -16,15 +17,16 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
-import { batchesOf } from "../domain/Batch.js"
+import * as Queue from "effect/Queue"
+import type { Batch } from "../domain/Batch.js"
 import { codecOf } from "../domain/Codec.js"
 import { makeDrainRate } from "../domain/DrainRate.js"
 import { objectKey } from "../domain/Keys.js"
 import type { Arrival } from "../domain/Slabs.js"
 import { AppConfig } from "./AppConfig.js"
 import { type Ledger, makeAdmissionBuffer, type Refusal } from "./buffer/AdmissionBuffer.js"
-import { makeCollector } from "./delivery/Collector.js"
-import { emptyHold, type Hold, makeDelivery } from "./delivery/Delivery.js"
+import { makeBatchWindows } from "./delivery/BatchWindows.js"
+import { makeDelivery } from "./delivery/Delivery.js"
 import { makeUploader } from "./delivery/Uploader.js"
 import { Metrics } from "./Metrics.js"
 import { DeadLetter, ObjectStore } from "./ObjectStore.js"
@@ -40,11 +42,15 @@ const make = Effect.gen(function*() {
   const deadLetter = yield* DeadLetter
   const metrics = yield* Metrics
   const shutdown = yield* Shutdown
+  const clock = yield* Effect.clock
   const uploader = yield* makeUploader(store, metrics, config)
-  const buffer = makeAdmissionBuffer(config)
-  const drainRate = makeDrainRate()
   const codec = codecOf(config.objectCompression, config.objectCompressionLevel)
-  const collector = yield* makeCollector(buffer, config, shutdown.intakeOpen)
+  const drainRate = makeDrainRate()
+  // Offered batches, handed to one waiting worker each.
+  const offered = yield* Queue.unbounded<Batch>()
+  const windows = yield* makeBatchWindows
+  const buffer = makeAdmissionBuffer(config, (batch) => offered.unsafeOffer(batch), windows.due)
+  const unsettled = new Map<Batch, string>()
   const delivery = makeDelivery({
     buffer,
     uploader,
@@ -53,14 +59,19 @@ const make = Effect.gen(function*() {
     drainRate,
     workers: config.maxWorkers,
     batchMaxBytes: config.batchMaxBytes,
-    codec
+    codec,
+    unsettled
   })
 
   const instance = randomBytes(4).toString("hex")
   let sequence = 0
-  /** A batch's key, decided once, from when it opened. */
-  const keyAt = (openedAt: number) => objectKey(config.s3Prefix, openedAt, instance, ++sequence, codec.extension)
-  const newKey = () => Effect.map(Clock.currentTimeMillis, keyAt)
+  /** Takes an offered batch and decides its key, once: from its partitions and when it opened. */
+  const takeAndKey = (batch: Batch): string => {
+    buffer.take(batch)
+    const key = objectKey(config.s3Prefix, batch.partition, batch.openedAt, instance, ++sequence, codec.extension)
+    unsettled.set(batch, key)
+    return key
+  }
 
   metrics.setQueueProbe({
     acceptedPayloads: () => buffer.ledger().accepted,
@@ -69,25 +80,23 @@ const make = Effect.gen(function*() {
     inFlightPayloads: () => buffer.ledger().inFlight
   })
 
-  const worker = (hold: Hold) =>
-    Effect.flatMap(collector.collect(hold), (openedAt) => delivery.deliver(hold, keyAt(openedAt))).pipe(Effect.forever)
-
-  const holds: Array<Hold> = []
+  // Layers are built uninterruptibly and a fork inherits that: without `interruptible` the
+  // shutdown could never interrupt a worker stuck in an upload.
+  yield* Effect.forkScoped(Effect.interruptible(windows.run(buffer)))
+  // A batch taken from the queue is keyed before anything can interrupt the worker: the
+  // shutdown then finds it among the unsettled, never in neither place.
+  const worker = Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(restore(Queue.take(offered)), (batch) => restore(delivery.deliver(batch, takeAndKey(batch))))
+  ).pipe(Effect.forever)
   const fibers: Array<Fiber.RuntimeFiber<never>> = []
   for (let i = 0; i < config.maxWorkers; i++) {
-    const hold = emptyHold()
-    holds.push(hold)
-    // Layers are built uninterruptibly and a fork inherits that: without `interruptible` the
-    // shutdown could never interrupt a worker stuck in an upload.
-    fibers.push(
-      yield* Effect.forkScoped(Effect.interruptible(worker(hold)).pipe(Effect.annotateLogs({ worker: i + 1 })))
-    )
+    fibers.push(yield* Effect.forkScoped(Effect.interruptible(worker).pipe(Effect.annotateLogs({ worker: i + 1 }))))
   }
 
   /** Waits until nothing is queued or in flight, or until the epoch millis `until`. True when drained. */
   const awaitIdle = (until: number) =>
     Effect.gen(function*() {
-      collector.wakeNow() // batches that wait for more lines go now
+      buffer.offerAll() // batches whose window is still open go now
       const idle = yield* Deferred.make<void>()
       buffer.whenIdle(() => Deferred.unsafeDone(idle, Exit.void))
       const now = yield* Clock.currentTimeMillis
@@ -102,9 +111,10 @@ const make = Effect.gen(function*() {
 
   /** Everything not stored after the workers stopped: in-flight batches keep their key. */
   const deadLetterLeftovers = Effect.gen(function*() {
-    for (const hold of holds) yield* delivery.deadLetterHold(hold, newKey)
-    for (const batch of batchesOf(buffer.takeAll(), config.batchMaxItems, config.batchMaxBytes)) {
-      yield* delivery.deadLetterJobs(batch, yield* newKey())
+    for (const [batch, key] of [...unsettled]) yield* delivery.deadLetter(batch, key)
+    buffer.offerAll()
+    for (const batch of Chunk.toReadonlyArray(yield* Queue.takeAll(offered))) {
+      if (!batch.taken) yield* delivery.deadLetter(batch, takeAndKey(batch))
     }
   })
 
@@ -125,7 +135,9 @@ const make = Effect.gen(function*() {
   return {
     /** All-or-nothing admission of one collection's payloads. Synchronous: call it in one JS turn. */
     offer: (arrival: Arrival): Admission =>
-      shutdown.intakeOpen() ? buffer.admit(arrival, uploader.storeDown()) : "closed",
+      shutdown.intakeOpen()
+        ? buffer.admit(arrival, uploader.storeDown(), clock.unsafeCurrentTimeMillis())
+        : "closed",
     /** The store breaker is open or probing. */
     storeDown: uploader.storeDown,
     breakerStatus: uploader.breakerStatus,

@@ -4,6 +4,10 @@
  */
 import { afterEach, assert, describe, it } from "@effect/vitest"
 import { keyFileName, keyOfDeadLetter, normalisePrefix, objectKey } from "../../src/domain/Keys.js"
+import { DEFAULT_PARTITIONS, partitionPath } from "../../src/domain/Partitions.js"
+
+/** The default partitions of a batch created at `millis`: `yyyy/mm/dd/hh`. */
+const hourly = (millis: number) => partitionPath(DEFAULT_PARTITIONS, millis, "")
 
 const savedTz = process.env.TZ
 afterEach(() => {
@@ -14,15 +18,15 @@ afterEach(() => {
 describe("objectKey", () => {
   it("formats the key with zero-padded date parts, milliseconds and sequence", () => {
     assert.strictEqual(
-      objectKey("payloads", Date.UTC(2024, 0, 2, 3, 4, 5, 6), "0a1b2c3d", 7, ".ndjson"),
+      objectKey("payloads", hourly(Date.UTC(2024, 0, 2, 3, 4, 5, 6)), Date.UTC(2024, 0, 2, 3, 4, 5, 6), "0a1b2c3d", 7, ".ndjson"),
       "payloads/2024/01/02/03/20240102T030405006Z-0a1b2c3d-00000007.ndjson"
     )
     assert.strictEqual(
-      objectKey("payloads", Date.UTC(2025, 10, 28, 13, 59, 58, 50), "ffffffff", 0, ".ndjson"),
+      objectKey("payloads", hourly(Date.UTC(2025, 10, 28, 13, 59, 58, 50)), Date.UTC(2025, 10, 28, 13, 59, 58, 50), "ffffffff", 0, ".ndjson"),
       "payloads/2025/11/28/13/20251128T135958050Z-ffffffff-00000000.ndjson"
     )
     assert.strictEqual(
-      objectKey("payloads", Date.UTC(1999, 11, 31, 23, 0, 0, 999), "12345678", 99_999_999, ".ndjson"),
+      objectKey("payloads", hourly(Date.UTC(1999, 11, 31, 23, 0, 0, 999)), Date.UTC(1999, 11, 31, 23, 0, 0, 999), "12345678", 99_999_999, ".ndjson"),
       "payloads/1999/12/31/23/19991231T230000999Z-12345678-99999999.ndjson"
     )
   })
@@ -32,20 +36,20 @@ describe("objectKey", () => {
     const expected = "p/2023/12/31/23/20231231T233015120Z-abcdef01-00000042.ndjson"
     for (const tz of ["America/New_York", "Asia/Tokyo", "UTC"]) {
       process.env.TZ = tz
-      assert.strictEqual(objectKey("p", millis, "abcdef01", 42, ".ndjson"), expected, tz)
+      assert.strictEqual(objectKey("p", hourly(millis), millis, "abcdef01", 42, ".ndjson"), expected, tz)
     }
   })
 
   it("starts at the year when the prefix is empty", () => {
     assert.strictEqual(
-      objectKey("", Date.UTC(2024, 1, 29, 0, 0, 0, 0), "0a1b2c3d", 1, ".ndjson"),
+      objectKey("", hourly(Date.UTC(2024, 1, 29, 0, 0, 0, 0)), Date.UTC(2024, 1, 29, 0, 0, 0, 0), "0a1b2c3d", 1, ".ndjson"),
       "2024/02/29/00/20240229T000000000Z-0a1b2c3d-00000001.ndjson"
     )
   })
 
   it("keeps a nested prefix as a path", () => {
     assert.strictEqual(
-      objectKey("ingest/eu-west/raw", Date.UTC(2024, 6, 4, 9, 8, 7, 65), "0a1b2c3d", 123, ".ndjson"),
+      objectKey("ingest/eu-west/raw", hourly(Date.UTC(2024, 6, 4, 9, 8, 7, 65)), Date.UTC(2024, 6, 4, 9, 8, 7, 65), "0a1b2c3d", 123, ".ndjson"),
       "ingest/eu-west/raw/2024/07/04/09/20240704T090807065Z-0a1b2c3d-00000123.ndjson"
     )
   })
@@ -81,7 +85,7 @@ describe("keyOfDeadLetter", () => {
   it("rebuilds the key from its file name, with a prefix, a nested prefix or none", () => {
     for (const prefix of ["payloads", "", "a/b/c"]) {
       times.forEach((millis, i) => {
-        const key = objectKey(prefix, millis, "9f8e7d6c", i * 1000 + 1, ".ndjson")
+        const key = objectKey(prefix, hourly(millis), millis, "9f8e7d6c", i * 1000 + 1, ".ndjson")
         assert.strictEqual(keyOfDeadLetter(prefix, keyFileName(key)), key)
       })
     }

@@ -133,6 +133,26 @@ describe("start-up refusals: one stderr line, exit 1", () => {
       expected: /S3_OBJECT_TAGS 11 tags; S3 takes at most 10/
     },
     {
+      name: "KEY_PARTITIONS={minute} lists the placeholders",
+      env: { KEY_PARTITIONS: "{yyyy}/{minute}" },
+      args: [],
+      expected: /KEY_PARTITIONS has an unknown placeholder \{minute\} \(\{yyyy\} \{mm\} \{dd\} \{hh\} \{version\}\)$/
+    },
+    { name: "KEY_PARTITIONS=/x", env: { KEY_PARTITIONS: "/x" }, args: [], expected: /KEY_PARTITIONS must not start with \// },
+    {
+      name: "KEY_PARTITIONS with a .. segment",
+      env: { KEY_PARTITIONS: "{yyyy}/../x" },
+      args: [],
+      expected: /KEY_PARTITIONS has a "\.\." segment/
+    },
+    {
+      name: "KEY_PARTITIONS with a space",
+      env: { KEY_PARTITIONS: "v {version}" },
+      args: [],
+      expected: /KEY_PARTITIONS "v " holds a character other than/
+    },
+    { name: "MAX_PARTITIONS=0", env: { MAX_PARTITIONS: "0" }, args: [], expected: /MAX_PARTITIONS must be an integer ≥ 1, got "0"/ },
+    {
       name: "LOG_LEVEL=loud lists the levels",
       env: { LOG_LEVEL: "loud" },
       args: [],

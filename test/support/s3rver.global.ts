@@ -15,6 +15,8 @@ declare module "vitest" {
   export interface ProvidedContext {
     readonly s3Endpoint: string
     readonly s3Bucket: string
+    /** Where s3rver keeps its files: `{dir}/{bucket}/{key}._S3rver_object`. */
+    readonly s3rverDirectory: string
   }
 }
 
@@ -30,6 +32,7 @@ export default async function setup(project: TestProject) {
   const address = await server.run()
   project.provide("s3Endpoint", `http://127.0.0.1:${address.port}`)
   project.provide("s3Bucket", S3_BUCKET)
+  project.provide("s3rverDirectory", directory)
   return async () => {
     await server.close()
     rmSync(directory, { recursive: true, force: true })

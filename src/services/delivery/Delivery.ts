@@ -1,5 +1,5 @@
 /**
- * What happens to a batch once it is collected and keyed: it is encoded into a reused body
+ * What happens to a batch once a worker has taken and keyed it: it is encoded into a reused body
  * buffer, compressed with its codec (gzip runs on libuv's thread pool, off the event loop), uploaded
  * through the Uploader, and settled in the buffer's ledger as stored, dead-lettered (under its own
  * key, the object's exact bytes), or lost when even the dead-letter write fails. A delivery never
@@ -10,7 +10,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { gzip } from "node:zlib"
-import { type BodyBuffers, type Job, makeBodyBuffers, type OpenBatch } from "../../domain/Batch.js"
+import { type Batch, type BodyBuffers, makeBodyBuffers } from "../../domain/Batch.js"
 import type { Codec } from "../../domain/Codec.js"
 import type { DrainRate } from "../../domain/DrainRate.js"
 import type { AdmissionBuffer } from "../buffer/AdmissionBuffer.js"
@@ -18,17 +18,6 @@ import type { Metrics } from "../Metrics.js"
 import { type DeadLetterShape, type StoreError, storeErrorFields } from "../ObjectStore.js"
 import type { Uploader } from "./Uploader.js"
 
-/**
- * What one worker holds: the batch it is filling; once keyed, its lines encoded (`raw`, in a
- * reused buffer), then the object's bytes (`body`: compressed, or `raw` itself with no codec).
- */
-export interface Hold extends OpenBatch {
-  key: string | undefined
-  raw: Buffer | undefined
-  body: Buffer | undefined
-}
-
-export const emptyHold = (): Hold => ({ jobs: [], lines: 0, bytes: 0, key: undefined, raw: undefined, body: undefined })
 
 /** `raw` gzipped on libuv's thread pool. `raw` must stay as it is until this ends. */
 const gzipped = (raw: Buffer, level: number): Effect.Effect<Buffer> =>
@@ -43,15 +32,10 @@ const gzipped = (raw: Buffer, level: number): Effect.Effect<Buffer> =>
 const BODY_BUFFER_BYTES = 2 * 1024 * 1024
 
 export interface Delivery {
-  /** Uploads the held batch under `key` and settles it; the hold is empty afterwards. */
-  readonly deliver: (hold: Hold, key: string) => Effect.Effect<void>
-  /**
-   * Dead-letters what a hold still has (shutdown): its batch under its own key when it has one,
-   * else under `newKey()`; the hold is empty afterwards.
-   */
-  readonly deadLetterHold: (hold: Hold, newKey: () => Effect.Effect<string>) => Effect.Effect<void>
-  /** Dead-letters lines no batch took (shutdown), as one object under `key`. */
-  readonly deadLetterJobs: (jobs: ReadonlyArray<Job>, key: string) => Effect.Effect<void>
+  /** Uploads a taken batch under `key` and settles it. */
+  readonly deliver: (batch: Batch, key: string) => Effect.Effect<void>
+  /** Dead-letters a taken batch that was not stored (shutdown) under `key`, and settles it. */
+  readonly deadLetter: (batch: Batch, key: string) => Effect.Effect<void>
 }
 
 export interface DeliveryParts {
@@ -63,10 +47,12 @@ export interface DeliveryParts {
   readonly workers: number
   readonly batchMaxBytes: number
   readonly codec: Codec
+  /** Batches taken and not yet settled, with their keys: a batch leaves it when it is settled. */
+  readonly unsettled: Map<Batch, string>
 }
 
 export const makeDelivery = (parts: DeliveryParts): Delivery => {
-  const { buffer, codec, deadLetter, drainRate, metrics, uploader } = parts
+  const { buffer, codec, deadLetter, drainRate, metrics, unsettled, uploader } = parts
   // One buffer per worker at most: a batch's body is in one until the batch is settled.
   const bodies: BodyBuffers = makeBodyBuffers(Math.min(parts.batchMaxBytes, BODY_BUFFER_BYTES), parts.workers)
 
@@ -82,7 +68,9 @@ export const makeDelivery = (parts: DeliveryParts): Delivery => {
             buffer.settle(count, "deadLettered")
             metrics.payloadsDeadLettered.inc(count)
           }).pipe(
-            Effect.zipRight(Effect.logWarning("batch dead-lettered").pipe(Effect.annotateLogs({ key, payloads: count, ...why })))
+            Effect.zipRight(
+              Effect.logWarning("batch dead-lettered").pipe(Effect.annotateLogs({ key, payloads: count, ...why }))
+            )
           ),
         onFailure: (cause: Cause.Cause<StoreError>) =>
           Effect.sync(() => {
@@ -118,63 +106,60 @@ export const makeDelivery = (parts: DeliveryParts): Delivery => {
       drainRate.record(count, now)
     })
 
-  const empty = (hold: Hold) => {
-    if (hold.raw !== undefined) bodies.release(hold.raw)
-    if (hold.body !== undefined) bodies.release(hold.body)
-    hold.jobs = []
-    hold.lines = 0
-    hold.bytes = 0
-    hold.key = undefined
-    hold.raw = undefined
-    hold.body = undefined
+  /** The batch is settled: its buffers go back, and shutdown will not find it. */
+  const done = (batch: Batch) => {
+    if (batch.raw !== undefined) bodies.release(batch.raw)
+    if (batch.body !== undefined) bodies.release(batch.body)
+    batch.raw = undefined
+    batch.body = undefined
+    unsettled.delete(batch)
   }
 
   /**
    * The object's bytes: the held lines encoded into a reused buffer (from here their slab space is
    * free again), then compressed; the reused buffer goes back once the compressed copy exists.
    */
-  const objectBody = (hold: Hold): Effect.Effect<Buffer> =>
+  const objectBody = (batch: Batch): Effect.Effect<Buffer> =>
     Effect.suspend(() => {
-      if (hold.body !== undefined) return Effect.succeed(hold.body)
-      if (hold.raw === undefined) {
-        hold.raw = bodies.encode(hold.jobs)
-        buffer.releaseLines(hold.jobs)
-        hold.jobs = []
+      if (batch.body !== undefined) return Effect.succeed(batch.body)
+      if (batch.raw === undefined) {
+        batch.raw = bodies.encode(batch.jobs)
+        buffer.releaseLines(batch.jobs)
+        batch.jobs = []
       }
-      const raw = hold.raw
+      const raw = batch.raw
       if (codec.compression === "none") {
-        hold.body = raw
-        hold.raw = undefined
+        batch.body = raw
+        batch.raw = undefined
         return Effect.succeed(raw)
       }
       return Effect.map(gzipped(raw, codec.level), (body) => {
-        hold.body = body
-        if (hold.raw === raw) {
+        batch.body = body
+        if (batch.raw === raw) {
           bodies.release(raw)
-          hold.raw = undefined
+          batch.raw = undefined
         }
         return body
       })
     })
 
-  const deliver = (hold: Hold, key: string) =>
+  const deliver = (batch: Batch, key: string) =>
     Effect.suspend(() => {
-      const count = hold.lines
+      const count = batch.lines
       // Requests acknowledged in the same millisecond are delivered with the same delay: one
       // entry, and one histogram update, for all of them.
       const acceptances: Array<number> = []
-      for (const job of hold.jobs) {
+      for (const job of batch.jobs) {
         const last = acceptances.length - 2
         if (last >= 0 && acceptances[last] === job.acceptedAt) acceptances[last + 1] = acceptances[last + 1]! + job.count
         else acceptances.push(job.acceptedAt, job.count)
       }
-      hold.key = key
-      const raw = hold.bytes
-      // The outcome is booked and the hold emptied in one uninterruptible step, so that the
-      // shutdown never finds a booked batch still held and books it a second time.
+      const raw = batch.bytes
+      // The outcome is booked and the batch let go in one uninterruptible step, so that the
+      // shutdown never finds a booked batch unsettled and books it a second time.
       const book = (outcome: Effect.Effect<void>) =>
-        Effect.uninterruptible(Effect.zipRight(outcome, Effect.sync(() => empty(hold))))
-      return Effect.flatMap(objectBody(hold), (body) =>
+        Effect.uninterruptible(Effect.zipRight(outcome, Effect.sync(() => done(batch))))
+      return Effect.flatMap(objectBody(batch), (body) =>
         uploader.upload(key, body).pipe(
           Effect.matchCauseEffect({
             onSuccess: () => book(markStored(count, acceptances, raw, body.length)),
@@ -192,25 +177,11 @@ export const makeDelivery = (parts: DeliveryParts): Delivery => {
 
   return {
     deliver,
-    deadLetterHold: (hold, newKey) =>
+    deadLetter: (batch, key) =>
       Effect.gen(function*() {
-        if (hold.lines === 0) return
-        const key = hold.key ?? (yield* newKey())
-        const body = yield* objectBody(hold)
-        yield* deadLetterBatch(key, hold.lines, body, { reason: "shutdown before upload" })
-        empty(hold)
-      }),
-    deadLetterJobs: (jobs, key) =>
-      Effect.gen(function*() {
-        const hold = emptyHold()
-        for (const job of jobs) {
-          hold.jobs.push(job)
-          hold.lines += job.count
-          hold.bytes += job.bytes
-        }
-        const body = yield* objectBody(hold)
-        yield* deadLetterBatch(key, hold.lines, body, { reason: "shutdown before upload" })
-        empty(hold)
+        const body = yield* objectBody(batch)
+        yield* deadLetterBatch(key, batch.lines, body, { reason: "shutdown before upload" })
+        done(batch)
       })
   }
 }

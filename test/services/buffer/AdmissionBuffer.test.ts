@@ -1,25 +1,60 @@
 /**
- * The admission buffer on its own: bounds, reserve → commit → release, batches taken in order,
- * the wake-up and idle signals, and the ledger invariant under any sequence of operations.
+ * The admission buffer on its own: bounds, reserve → commit → release, one open batch per
+ * partition with its own window and limits, MAX_PARTITIONS, the idle signal, and the ledger
+ * invariant under any sequence of operations.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as FastCheck from "effect/FastCheck"
-import { emptyBatch, encodeBatch, type Job } from "../../../src/domain/Batch.js"
-import { checkLedger, makeAdmissionBuffer } from "../../../src/services/buffer/AdmissionBuffer.js"
-import { ids, job } from "../../support/queue.js"
+import { type Batch, encodeBatch } from "../../../src/domain/Batch.js"
+import { DEFAULT_PARTITIONS, type PartitionTemplate, parseTemplate } from "../../../src/domain/Partitions.js"
+import {
+  type AdmissionBuffer,
+  type BufferSettings,
+  checkLedger,
+  makeAdmissionBuffer,
+  type Reservation
+} from "../../../src/services/buffer/AdmissionBuffer.js"
+import { arrivalOf, ids, job } from "../../support/queue.js"
 
-const bounds = { maxQueue: 10, maxQueueBytes: 1_000_000, shedHighWater: 0.5 }
+const template = (text: string): PartitionTemplate => {
+  const parsed = parseTemplate(text)
+  if ("error" in parsed) throw new Error(parsed.error)
+  return parsed
+}
 
-const idsOf = (jobs: ReadonlyArray<Job>) => ids(encodeBatch(jobs).toString("utf8"))
+const defaults: BufferSettings = {
+  maxQueue: 10,
+  maxQueueBytes: 1_000_000,
+  shedHighWater: 0.5,
+  batchMaxItems: 100,
+  batchMaxBytes: 1_000_000,
+  batchMaxWaitMs: 200,
+  maxPartitions: 64,
+  partitions: DEFAULT_PARTITIONS
+}
+
+/** A buffer and the batches it offered, in order. */
+const bufferWith = (settings: Partial<BufferSettings> = {}) => {
+  const offered: Array<Batch> = []
+  let dueSignals = 0
+  const buffer = makeAdmissionBuffer({ ...defaults, ...settings }, (batch) => offered.push(batch), () => dueSignals++)
+  return { buffer, offered, dueSignals: () => dueSignals }
+}
+
+const idsOf = (batch: Batch) => ids(encodeBatch(batch.jobs).toString("utf8"))
+
+/** A collection of `count` payloads `{"id":from…}` under `version`. */
+const versioned = (version: string, count: number, from: number) =>
+  arrivalOf(JSON.stringify({ version, token: "t", data: Array.from({ length: count }, (_, i) => ({ id: from + i })) }))
 
 describe("AdmissionBuffer: admission", () => {
   it("is all-or-nothing at the payload bound, counting reserved lines against it", () => {
-    const buffer = makeAdmissionBuffer(bounds)
+    const { buffer } = bufferWith()
     const held = buffer.reserve(job(4), false)
     assert.notStrictEqual(typeof held, "string")
-    assert.strictEqual(buffer.admit(job(6, 4), false), "admitted")
-    assert.strictEqual(buffer.admit(job(1, 10), false), "full", "4 reserved + 6 queued")
-    assert.strictEqual(buffer.admit(job(11), false), "too_large")
+    assert.strictEqual(buffer.admit(job(6, 4), false, 0), "admitted")
+    assert.strictEqual(buffer.admit(job(1, 10), false, 0), "full", "4 reserved + 6 queued")
+    assert.strictEqual(buffer.admit(job(11), false, 0), "too_large")
     assert.deepStrictEqual(buffer.ledger(), {
       accepted: 6,
       stored: 0,
@@ -33,110 +68,112 @@ describe("AdmissionBuffer: admission", () => {
 
   it("is all-or-nothing at the byte bound", () => {
     const size = job(1).bytes
-    const buffer = makeAdmissionBuffer({ ...bounds, maxQueueBytes: size * 3 })
-    assert.strictEqual(buffer.admit(job(2), false), "admitted")
-    assert.strictEqual(buffer.admit(job(2, 2), false), "full")
-    assert.strictEqual(buffer.admit(job(1, 4), false), "admitted")
-    assert.strictEqual(buffer.admit(job(4), false), "too_large")
+    const { buffer } = bufferWith({ maxQueueBytes: size * 3 })
+    assert.strictEqual(buffer.admit(job(2), false, 0), "admitted")
+    assert.strictEqual(buffer.admit(job(2, 2), false, 0), "full")
+    assert.strictEqual(buffer.admit(job(1, 4), false, 0), "admitted")
+    assert.strictEqual(buffer.admit(job(4), false, 0), "too_large")
   })
 
   it("sheds above the high-water mark while the store is down, and only then", () => {
-    const buffer = makeAdmissionBuffer(bounds)
-    assert.strictEqual(buffer.admit(job(5), true), "admitted", "5 of 10 is at the mark, not above")
-    assert.strictEqual(buffer.admit(job(1, 5), true), "shedding")
-    assert.strictEqual(buffer.admit(job(1, 5), false), "admitted")
+    const { buffer } = bufferWith()
+    assert.strictEqual(buffer.admit(job(5), true, 0), "admitted", "5 of 10 is at the mark, not above")
+    assert.strictEqual(buffer.admit(job(1, 5), true, 0), "shedding")
+    assert.strictEqual(buffer.admit(job(1, 5), false, 0), "admitted")
   })
 
-  it("reserved lines are not takeable, nor accepted, until committed; released ones never are", () => {
-    const buffer = makeAdmissionBuffer(bounds)
-    const first = buffer.reserve(job(2), false)
-    const second = buffer.reserve(job(3, 2), false)
-    if (typeof first === "string" || typeof second === "string") return assert.fail("refused")
-    const batch = emptyBatch()
-    assert.isFalse(buffer.fill(batch, 100, 1_000_000))
-    assert.strictEqual(batch.lines, 0, "nothing committed yet")
-    assert.strictEqual(buffer.ledger().accepted, 0)
+  it("reserved lines join no batch and count as accepted only once committed; released ones never", () => {
+    const { buffer, offered } = bufferWith({ batchMaxWaitMs: 0 })
+    const first = buffer.reserve(job(2), false) as Reservation
+    const second = buffer.reserve(job(3, 2), false) as Reservation
+    assert.deepStrictEqual([offered.length, buffer.ledger().accepted], [0, 0])
     buffer.release(first)
-    buffer.commit(second)
-    buffer.fill(batch, 100, 1_000_000)
-    assert.deepStrictEqual(idsOf(batch.jobs), [2, 3, 4])
-    assert.deepStrictEqual([buffer.ledger().accepted, buffer.ledger().inFlight], [3, 3])
-    assert.strictEqual(buffer.admit(job(10, 10), false), "admitted", "lines in flight do not count against the bound")
-    assert.strictEqual(buffer.admit(job(1, 20), false), "full")
+    buffer.commit(second, 0)
+    assert.deepStrictEqual(offered.map(idsOf), [[2, 3, 4]])
+    assert.strictEqual(buffer.ledger().accepted, 3)
     assert.isUndefined(checkLedger(buffer.ledger()))
   })
 
-  it("appends a collection accepted in the same millisecond to the job before it", () => {
-    const buffer = makeAdmissionBuffer(bounds)
-    buffer.admit(job(2, 0, 7), false)
-    buffer.admit(job(1, 2, 7), false)
-    buffer.admit(job(1, 3, 8), false)
-    const batch = emptyBatch()
-    buffer.fill(batch, 100, 1_000_000)
-    assert.deepStrictEqual(batch.jobs.map((j) => [j.count, j.acceptedAt]), [[3, 7], [1, 8]])
-    assert.deepStrictEqual(idsOf(batch.jobs), [0, 1, 2, 3])
+  it("lines in open batches count against the bound; lines taken by a worker do not", () => {
+    const { buffer, offered } = bufferWith({ batchMaxWaitMs: 0 })
+    assert.strictEqual(buffer.admit(job(10), false, 0), "admitted")
+    assert.strictEqual(buffer.admit(job(1, 10), false, 0), "full")
+    buffer.take(offered[0]!)
+    assert.deepStrictEqual([buffer.ledger().queued, buffer.ledger().inFlight], [0, 10])
+    assert.strictEqual(buffer.admit(job(10, 10), false, 0), "admitted")
   })
 })
 
 describe("AdmissionBuffer: batches", () => {
-  it("fills in order, splits a job at the bound, and keeps its rest first in line", () => {
-    const buffer = makeAdmissionBuffer(bounds)
-    buffer.admit(job(3, 0, 1), false)
-    buffer.admit(job(3, 3, 2), false)
-    const first = emptyBatch()
-    assert.isTrue(buffer.fill(first, 4, 1_000_000), "full at 4 lines")
-    assert.deepStrictEqual(idsOf(first.jobs), [0, 1, 2, 3])
-    assert.deepStrictEqual([buffer.ledger().queued, buffer.ledger().inFlight], [2, 4])
-    const second = emptyBatch()
-    assert.isFalse(buffer.fill(second, 4, 1_000_000), "room left, nothing waiting")
-    assert.deepStrictEqual(idsOf(second.jobs), [4, 5])
+  it("offers a batch when it fills, splitting a collection at the bound, and keeps the rest open", () => {
+    const { buffer, offered } = bufferWith({ batchMaxItems: 4 })
+    buffer.admit(job(3, 0, 1), false, 0)
+    assert.strictEqual(offered.length, 0, "not full, not due")
+    buffer.admit(job(3, 3, 2), false, 0)
+    assert.deepStrictEqual(offered.map(idsOf), [[0, 1, 2, 3]])
+    assert.strictEqual(buffer.offerDue(199), 200, "the rest waits for its window")
+    assert.strictEqual(buffer.offerDue(200), undefined)
+    assert.deepStrictEqual(offered.map(idsOf), [[0, 1, 2, 3], [4, 5]])
   })
 
-  it("reports a batch full when the next line does not fit its bytes", () => {
-    const size = job(1).bytes
-    const buffer = makeAdmissionBuffer(bounds)
-    buffer.admit(job(1, 0, 1), false)
-    buffer.admit(job(1, 1, 2), false)
-    const batch = emptyBatch()
-    assert.isTrue(buffer.fill(batch, 100, size + 1))
-    assert.strictEqual(batch.lines, 1)
-    assert.strictEqual(buffer.ledger().queued, 1)
+  it("an offered batch keeps taking its partition's lines until a worker takes it", () => {
+    const { buffer, offered } = bufferWith({ batchMaxWaitMs: 0 })
+    buffer.admit(job(1, 0, 1), false, 0)
+    buffer.admit(job(2, 1, 2), false, 5)
+    assert.strictEqual(offered.length, 1)
+    buffer.take(offered[0]!)
+    buffer.admit(job(1, 3, 3), false, 6)
+    assert.deepStrictEqual(offered.map(idsOf), [[0, 1, 2], [3]])
   })
 
-  it("takes everything left, in order, at shutdown", () => {
-    const buffer = makeAdmissionBuffer(bounds)
-    buffer.admit(job(2, 0, 1), false)
-    buffer.admit(job(2, 2, 2), false)
-    buffer.fill(emptyBatch(), 1, 1_000_000)
-    assert.deepStrictEqual(idsOf(buffer.takeAll()), [1, 2, 3])
-    assert.deepStrictEqual([buffer.ledger().queued, buffer.ledger().inFlight], [0, 4])
+  it("keeps one open batch per partition, each with its own window", () => {
+    const { buffer, dueSignals, offered } = bufferWith({ partitions: template("v={version}/{hh}") })
+    buffer.admit(versioned("a", 1, 0), false, 0)
+    buffer.admit(versioned("b", 1, 1), false, 50)
+    buffer.admit(versioned("a", 1, 2), false, 60)
+    assert.strictEqual(dueSignals(), 1)
+    assert.strictEqual(buffer.offerDue(199), 200)
+    assert.strictEqual(buffer.offerDue(200), 250)
+    assert.deepStrictEqual(offered.map((b) => [b.partition, idsOf(b)]), [["v=a/00", [0, 2]]])
+    buffer.offerDue(250)
+    assert.deepStrictEqual(offered.map((b) => [b.partition, idsOf(b)]), [["v=a/00", [0, 2]], ["v=b/00", [1]]])
   })
-})
 
-describe("AdmissionBuffer: signals", () => {
-  it("wakes once at the threshold, or at once when it is already reached", () => {
-    const buffer = makeAdmissionBuffer(bounds)
-    let woken = 0
-    buffer.wakeAt(3, Number.POSITIVE_INFINITY, () => woken++)
-    buffer.admit(job(2, 0, 1), false)
-    assert.strictEqual(woken, 0)
-    buffer.admit(job(1, 2, 2), false)
-    assert.strictEqual(woken, 1)
-    buffer.admit(job(1, 3, 3), false)
-    assert.strictEqual(woken, 1, "once")
-    buffer.wakeAt(1, 1, () => woken++)
-    assert.strictEqual(woken, 2, "already there")
+  it("an hour boundary opens a new batch: partitions come from when a batch opened", () => {
+    const { buffer, offered } = bufferWith()
+    buffer.admit(job(1, 0, 1), false, 3_599_999)
+    buffer.admit(job(1, 1, 2), false, 3_600_000)
+    buffer.offerAll()
+    assert.deepStrictEqual(offered.map((b) => [b.partition, b.openedAt]), [
+      ["1970/01/01/00", 3_599_999],
+      ["1970/01/01/01", 3_600_000]
+    ])
+  })
+
+  it("sends unsafe versions to _invalid and new ones past MAX_PARTITIONS to _overflow, until one drains", () => {
+    const { buffer, offered } = bufferWith({ partitions: template("{version}"), maxPartitions: 2 })
+    for (const [i, version] of ["1.0", "../x", "2.0", "3.0", "1.0"].entries()) buffer.admit(versioned(version, 1, i), false, 0)
+    buffer.offerAll()
+    assert.deepStrictEqual(offered.map((b) => [b.partition, idsOf(b)]), [
+      ["1.0", [0, 4]],
+      ["_invalid", [1]],
+      ["2.0", [2]],
+      ["_overflow", [3]]
+    ])
+    for (const batch of offered) buffer.take(batch)
+    buffer.admit(versioned("3.0", 1, 5), false, 1)
+    buffer.offerAll()
+    assert.strictEqual(offered[4]!.partition, "3.0", "taken batches free their versions")
   })
 
   it("says when nothing is queued or in flight", () => {
-    const buffer = makeAdmissionBuffer(bounds)
+    const { buffer, offered } = bufferWith({ batchMaxWaitMs: 0 })
     let idle = 0
     buffer.whenIdle(() => idle++)
     assert.strictEqual(idle, 1, "idle from the start")
-    buffer.admit(job(2), false)
+    buffer.admit(job(2), false, 0)
     buffer.whenIdle(() => idle++)
-    const batch = emptyBatch()
-    buffer.fill(batch, 100, 1_000_000)
+    buffer.take(offered[0]!)
     buffer.settle(1, "stored")
     assert.strictEqual(idle, 1)
     buffer.settle(1, "deadLettered")
@@ -145,43 +182,50 @@ describe("AdmissionBuffer: signals", () => {
 })
 
 type Step =
-  | { readonly op: "admit" | "reserve"; readonly count: number; readonly storeDown: boolean }
+  | { readonly op: "admit" | "reserve"; readonly count: number; readonly version: string; readonly storeDown: boolean }
   | { readonly op: "commit" | "release" }
-  | { readonly op: "fill"; readonly maxLines: number }
+  | { readonly op: "tick"; readonly millis: number }
+  | { readonly op: "take" }
   | { readonly op: "settle"; readonly outcome: "stored" | "deadLettered" | "lost" }
-  | { readonly op: "takeAll" }
 
 const step: FastCheck.Arbitrary<Step> = FastCheck.oneof(
   FastCheck.record({
     op: FastCheck.constantFrom("admit" as const, "reserve" as const),
     count: FastCheck.integer({ min: 1, max: 12 }),
+    version: FastCheck.constantFrom("a", "b", "c", "../bad"),
     storeDown: FastCheck.boolean()
   }),
   FastCheck.record({ op: FastCheck.constantFrom("commit" as const, "release" as const) }),
-  FastCheck.record({ op: FastCheck.constant("fill" as const), maxLines: FastCheck.integer({ min: 1, max: 6 }) }),
+  FastCheck.record({ op: FastCheck.constant("tick" as const), millis: FastCheck.integer({ min: 0, max: 300 }) }),
+  FastCheck.record({ op: FastCheck.constant("take" as const) }),
   FastCheck.record({
     op: FastCheck.constant("settle" as const),
     outcome: FastCheck.constantFrom("stored" as const, "deadLettered" as const, "lost" as const)
-  }),
-  FastCheck.record({ op: FastCheck.constant("takeAll" as const) })
+  })
 )
 
 describe("AdmissionBuffer: the ledger", () => {
   it.prop("accepted = stored + deadLettered + lost + queued + inFlight after any sequence", [
-    FastCheck.array(step, { maxLength: 60 })
+    FastCheck.array(step, { maxLength: 80 })
   ], ([steps]) => {
-    const buffer = makeAdmissionBuffer(bounds)
-    const reservations: Array<Job> = []
-    const batches: Array<number> = []
+    const offered: Array<Batch> = []
+    const buffer: AdmissionBuffer = makeAdmissionBuffer(
+      { ...defaults, batchMaxItems: 5, maxPartitions: 2, partitions: template("{version}/{hh}") },
+      (batch) => offered.push(batch),
+      () => {}
+    )
+    const reservations: Array<Reservation> = []
+    const taken: Array<number> = []
+    let now = 0
     let next = 0
     for (const s of steps) {
       switch (s.op) {
         case "admit":
-          buffer.admit(job(s.count, next), s.storeDown)
+          buffer.admit(versioned(s.version, s.count, next), s.storeDown, now)
           next += s.count
           break
         case "reserve": {
-          const held = buffer.reserve(job(s.count, next), s.storeDown)
+          const held = buffer.reserve(versioned(s.version, s.count, next), s.storeDown)
           next += s.count
           if (typeof held !== "string") reservations.push(held)
           break
@@ -189,29 +233,31 @@ describe("AdmissionBuffer: the ledger", () => {
         case "commit":
         case "release": {
           const held = reservations.shift()
-          if (held !== undefined) s.op === "commit" ? buffer.commit(held) : buffer.release(held)
+          if (held !== undefined) s.op === "commit" ? buffer.commit(held, now) : buffer.release(held)
           break
         }
-        case "fill": {
-          const batch = emptyBatch()
-          buffer.fill(batch, s.maxLines, 1_000_000)
-          if (batch.lines > 0) batches.push(batch.lines)
+        case "tick":
+          now += s.millis
+          buffer.offerDue(now)
+          break
+        case "take": {
+          const batch = offered.shift()
+          if (batch !== undefined && !batch.taken) {
+            buffer.take(batch)
+            taken.push(batch.lines)
+          }
           break
         }
         case "settle": {
-          const lines = batches.shift()
+          const lines = taken.shift()
           if (lines !== undefined) buffer.settle(lines, s.outcome)
-          break
-        }
-        case "takeAll": {
-          const lines = buffer.takeAll().reduce((n, j) => n + j.count, 0)
-          if (lines > 0) batches.push(lines)
         }
       }
       const ledger = buffer.ledger()
       assert.isUndefined(checkLedger(ledger))
-      const reserved = reservations.reduce((n, j) => n + j.count, 0)
-      assert.isAtMost(ledger.queued + reserved, bounds.maxQueue, "the bound holds")
+      const reserved = reservations.reduce((n, r) => n + r.job.count, 0)
+      assert.isAtMost(ledger.queued + reserved, defaults.maxQueue, "the bound holds")
+      for (const batch of offered) assert.isAtMost(batch.lines, 5, "no batch beyond BATCH_MAX_ITEMS")
     }
   })
 })
