@@ -1,11 +1,18 @@
 #!/usr/bin/env node
 // `npm run bench`: drives the built service (`node dist/main.js service`, local store on a temp
-// dir, free loopback port) with autocannon, for 1- and 10-payload collections, and prints
-// requests/s, payloads/s, latency, peak RSS, server CPU, payloads per object and CPU per stored
-// payload. Each result is also appended as a JSON line to bench-results/ingest.jsonl.
+// dir, free loopback port) with autocannon, for 1- and 10-payload collections of varied
+// telemetry records (bench/bodies.mjs), and prints requests/s, payloads/s, latency, peak
+// RSS, server CPU, payloads per object, PUTs per 1,000 payloads, NDJSON and stored bytes per
+// payload, and CPU per stored payload. Each result is also appended as a JSON line to
+// bench-results/ingest.jsonl. The service's own settings pass through the environment.
 //
 //   npm run bench                      10 s per scenario, 50 connections
 //   BENCH_SECONDS=30 BENCH_CONNECTIONS=100 npm run bench
+//   BENCH_VERSIONS=5 KEY_PARTITIONS='version={version}/dt={yyyy}-{mm}-{dd}/hour={hh}' npm run bench
+//                                      requests cycle through 5 collection versions
+//   OBJECT_COMPRESSION=none npm run bench
+//   BENCH_BODY=kit npm run bench       the comparison kit's repeated payload instead of varied telemetry
+//   BENCH_DATA_DIR=/tmp/s3rver-tmpfs   where the scratch DATA_DIR goes (default: the OS temp dir)
 import { spawn } from "node:child_process"
 import { appendFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
@@ -13,11 +20,14 @@ import { cpus, tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import autocannon from "autocannon"
+import { payload, telemetry } from "./bodies.mjs"
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..")
 const seconds = Number(process.env.BENCH_SECONDS ?? 10)
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const sizes = (process.env.BENCH_PAYLOADS ?? "1,10").split(",").map(Number)
+const versions = Number(process.env.BENCH_VERSIONS ?? 1)
+const scratch = process.env.BENCH_DATA_DIR ?? tmpdir()
 
 const freePort = () =>
   new Promise((done, fail) => {
@@ -32,36 +42,48 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 const scrape = async (url) => {
   const text = await (await fetch(`${url}/metrics`)).text()
-  const value = (name) => {
-    const line = text.split("\n").find((l) => l.startsWith(`${name} `))
+  const value = (series) => {
+    const line = text.split("\n").find((l) => l.startsWith(`${series} `))
     return line === undefined ? 0 : Number(line.split(" ")[1])
   }
   return {
     accepted: value("s3ingest_payloads_accepted_total"),
     stored: value("s3ingest_payloads_stored_total"),
     objects: value("s3ingest_objects_stored_total"),
+    rawBytes: value(`s3ingest_object_bytes_total{stage="raw"}`),
+    storedBytes: value(`s3ingest_object_bytes_total{stage="stored"}`),
     cpu: value("process_cpu_seconds_total"),
     rss: value("process_resident_memory_bytes")
   }
 }
 
-const body = (n) =>
-  JSON.stringify({
-    version: "1.4",
-    token: "bench",
-    data: Array.from({ length: n }, (_, i) => ({
-      id: `evt-${i}`,
-      ts: 1764590400000 + i,
-      device: "sensor-0042",
-      level: "info",
-      values: [1.5, 2.25, 3],
-      tags: { site: "eu-1", rack: 7 }
+const shape = process.env.BENCH_BODY ?? "telemetry"
+// Distinct records per version: more than a batch holds, so no object repeats a record.
+const DISTINCT_RECORDS = 4096
+
+/**
+ * The request bodies, versions interleaved. `telemetry`: 4,096 distinct records per version, so
+ * gzip sees varied records as it would in production; `kit`: the comparison kit's repeated 1 KiB
+ * payload, which compresses far better than real data.
+ */
+const bodiesOf = (n) =>
+  Array.from({ length: shape === "kit" ? versions : Math.ceil(DISTINCT_RECORDS / n) * versions }, (_, r) =>
+    JSON.stringify({
+      version: `1.${r % versions}`,
+      token: "bench",
+      data: Array.from({ length: n }, (_, i) => (shape === "kit" ? payload(i) : telemetry(r * n + i)))
     }))
-  })
+
+/** One request whose body goes round the list across all connections, so they never send in step. */
+const requests = (n) => {
+  const bodies = bodiesOf(n)
+  let next = 0
+  return [{ setupRequest: (request) => ({ ...request, body: bodies[next++ % bodies.length] }) }]
+}
 
 const runScenario = async (payloads) => {
   const port = await freePort()
-  const dataDir = mkdtempSync(join(tmpdir(), "s3-ingest-bench-"))
+  const dataDir = mkdtempSync(join(scratch, "s3-ingest-bench-"))
   const child = spawn(process.execPath, [join(root, "dist/main.js"), "service"], {
     env: { ...process.env, HOST: "127.0.0.1", PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: "warning" },
     stdio: ["ignore", "ignore", "inherit"]
@@ -79,13 +101,15 @@ const runScenario = async (payloads) => {
     scrape(url).then((m) => (peakRss = Math.max(peakRss, m.rss)), () => {})
   }, 250)
   const before = await scrape(url)
-  process.stderr.write(`\n${payloads} payload(s) per request, ${connections} connections, ${seconds} s\n`)
+  process.stderr.write(
+    `\n${payloads} payload(s) per request, ${versions} version(s), ${connections} connections, ${seconds} s\n`
+  )
   const result = await new Promise((done, fail) => {
     const instance = autocannon({
       url: `${url}/v1/payloads`,
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: body(payloads),
+      requests: requests(payloads),
       connections,
       duration: seconds
     }, (error, r) => (error ? fail(error) : done(r)))
@@ -106,6 +130,7 @@ const runScenario = async (payloads) => {
   const stored = after.stored - before.stored
   const objects = after.objects - before.objects
   const cpu = after.cpu - before.cpu
+  const perPayload = (n) => (stored === 0 ? null : Math.round(n / stored))
   const row = {
     at: new Date().toISOString(),
     payloadsPerRequest: payloads,
@@ -121,7 +146,14 @@ const runScenario = async (payloads) => {
     serverCpuSeconds: Number(cpu.toFixed(2)),
     accepted,
     stored,
+    body: shape,
+    versions,
+    compression: process.env.OBJECT_COMPRESSION ?? "gzip",
+    keyPartitions: process.env.KEY_PARTITIONS ?? "{yyyy}/{mm}/{dd}/{hh}",
     payloadsPerObject: objects === 0 ? 0 : Math.round(stored / objects),
+    putsPer1000Payloads: stored === 0 ? null : Number(((objects * 1000) / stored).toFixed(2)),
+    ndjsonBytesPerPayload: perPayload(after.rawBytes - before.rawBytes),
+    storedBytesPerPayload: perPayload(after.storedBytes - before.storedBytes),
     cpuMsPerStoredPayload: stored === 0 ? null : Number(((cpu * 1000) / stored).toFixed(4)),
     machine: `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, node ${process.version}`
   }
@@ -145,6 +177,9 @@ const columns = [
   ["server CPU s", "serverCpuSeconds"],
   ["stored", "stored"],
   ["payloads/object", "payloadsPerObject"],
+  ["PUTs/1000 payloads", "putsPer1000Payloads"],
+  ["NDJSON B/payload", "ndjsonBytesPerPayload"],
+  ["stored B/payload", "storedBytesPerPayload"],
   ["CPU ms/stored payload", "cpuMsPerStoredPayload"]
 ]
 process.stdout.write("\n" + columns.map(([h]) => h).join(" | ") + "\n")

@@ -32,7 +32,7 @@ export const keyFileName = (key: string): string => key.slice(key.lastIndexOf("/
 export const keyBelowPrefix = (prefix: string, key: string): string =>
   prefix !== "" && key.startsWith(`${prefix}/`) ? key.slice(prefix.length + 1) : key
 
-const FILE_NAME = /^(\d{4})(\d{2})(\d{2})T(\d{2})\d{4}\d{3}Z-[0-9a-f]{8}-\d{8}\.ndjson(?:\.gz)?$/
+const FILE_NAME = /^(\d{4})(\d{2})(\d{2})T(\d{2})\d{4}\d{3}Z-[0-9a-f]{8}-\d{8,}\.ndjson(?:\.gz)?$/
 /** A directory of a key below its prefix: a date part or a partition (`version=1.4`, `_overflow`). */
 const SEGMENT = /^[A-Za-z0-9=._-]+$/
 

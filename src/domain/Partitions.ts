@@ -11,6 +11,12 @@ export const DEFAULT_TEMPLATE = "{yyyy}/{mm}/{dd}/{hh}"
 const PLACEHOLDERS = ["yyyy", "mm", "dd", "hh", "version"] as const
 type Placeholder = (typeof PLACEHOLDERS)[number]
 
+/** The longest value of each placeholder: a version is at most 64 characters (SAFE_VERSION). */
+const WIDTH: Record<Placeholder, number> = { yyyy: 4, mm: 2, dd: 2, hh: 2, version: 64 }
+/** A directory name every file system takes, and a template that leaves S3's 1,024-byte keys room. */
+const MAX_SEGMENT = 255
+const MAX_PATH = 512
+
 type Part = { readonly literal: string } | { readonly placeholder: Placeholder }
 
 export interface PartitionTemplate {
@@ -42,6 +48,7 @@ export const parseTemplate = (text: string): PartitionTemplate | { readonly erro
     if (segment === "") return { error: "has an empty segment" }
     if (segment === "." || segment === "..") return { error: `has a "${segment}" segment` }
     const pieces = segment.split(/(\{[^{}]*\})/).filter((piece) => piece !== "")
+    let width = 0
     for (const piece of pieces) {
       if (/^\{[^{}]*\}$/.test(piece)) {
         const name = piece.slice(1, -1)
@@ -49,14 +56,19 @@ export const parseTemplate = (text: string): PartitionTemplate | { readonly erro
           return { error: `has an unknown placeholder ${piece} (${PLACEHOLDERS.map((p) => `{${p}}`).join(" ")})` }
         }
         parts.push({ placeholder: name as Placeholder })
+        width += WIDTH[name as Placeholder]
       } else if (!LITERAL.test(piece)) {
         return { error: `"${piece}" holds a character other than A-Z a-z 0-9 = . _ -` }
       } else {
         parts.push({ literal: piece })
+        width += piece.length
       }
     }
+    if (width > MAX_SEGMENT) return { error: `has a segment that can reach ${width} characters (at most ${MAX_SEGMENT})` }
     if (index < segments.length - 1) parts.push({ literal: "/" })
   }
+  const longest = parts.reduce((n, part) => n + ("literal" in part ? part.literal.length : WIDTH[part.placeholder]), 0)
+  if (longest > MAX_PATH) return { error: `can reach ${longest} characters (at most ${MAX_PATH})` }
   return { text, parts, byVersion: parts.some((part) => "placeholder" in part && part.placeholder === "version") }
 }
 

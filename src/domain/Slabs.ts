@@ -49,6 +49,8 @@ export interface Slabs {
   readonly release: (jobs: ReadonlyArray<Job>) => void
   /** Slabs waiting to be used again. */
   readonly idle: () => number
+  /** Memory of the slabs this holds: in use, current, or kept for reuse. */
+  readonly liveBytes: () => number
 }
 
 /**
@@ -60,8 +62,12 @@ export interface Slabs {
 export const makeSlabs = (size: number, keep: number): Slabs => {
   const free: Array<Slab> = []
   let current: Slab | undefined
+  let live = 0
 
-  const allocate = (bytes: number): Slab => ({ memory: Buffer.allocUnsafeSlow(bytes), used: 0, pending: 0 })
+  const allocate = (bytes: number): Slab => {
+    live += bytes
+    return { memory: Buffer.allocUnsafeSlow(bytes), used: 0, pending: 0 }
+  }
 
   const slabFor = (bytes: number): Slab => {
     if (bytes > size) return allocate(bytes)
@@ -96,11 +102,14 @@ export const makeSlabs = (size: number, keep: number): Slabs => {
         slab.pending -= bytes
         if (slab.pending > 0) continue
         slab.used = 0
+        if (slab === current) continue
         // A slab is emptied once per filling: after this it is written again only as `current`.
-        if (slab !== current && slab.memory.length === size && free.length < keep) free.push(slab)
+        if (slab.memory.length === size && free.length < keep) free.push(slab)
+        else live -= slab.memory.length
       }
     },
-    idle: () => free.length
+    idle: () => free.length,
+    liveBytes: () => live
   }
 }
 

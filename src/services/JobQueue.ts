@@ -9,6 +9,7 @@
  * accepted = stored + deadLettered + lost + queued + inFlight (the buffer's ledger).
  */
 import { randomBytes } from "node:crypto"
+import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
@@ -84,10 +85,14 @@ const make = Effect.gen(function*() {
   // shutdown could never interrupt a worker stuck in an upload.
   yield* Effect.forkScoped(Effect.interruptible(windows.run(buffer)))
   // A batch taken from the queue is keyed before anything can interrupt the worker: the
-  // shutdown then finds it among the unsettled, never in neither place.
+  // shutdown then finds it among the unsettled, never in neither place. A defect (a bug, or zlib
+  // failing) leaves its batch unsettled for the shutdown to dead-letter, and the worker goes on.
   const worker = Effect.uninterruptibleMask((restore) =>
     Effect.flatMap(restore(Queue.take(offered)), (batch) => restore(delivery.deliver(batch, takeAndKey(batch))))
-  ).pipe(Effect.forever)
+  ).pipe(
+    Effect.catchAllDefect((defect) => Effect.logError("delivery defect: the batch waits for the shutdown", Cause.die(defect))),
+    Effect.forever
+  )
   const fibers: Array<Fiber.RuntimeFiber<never>> = []
   for (let i = 0; i < config.maxWorkers; i++) {
     fibers.push(yield* Effect.forkScoped(Effect.interruptible(worker).pipe(Effect.annotateLogs({ worker: i + 1 }))))

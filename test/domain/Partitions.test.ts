@@ -38,9 +38,15 @@ describe("KEY_PARTITIONS", () => {
     const hive = template("version={version}/dt={yyyy}-{mm}-{dd}/hour={hh}")
     assert.isTrue(hive.byVersion)
     assert.strictEqual(partitionPath(hive, at, "1.4"), "version=1.4/dt=2026-12-03/hour=07")
+    const zone = process.env.TZ
     process.env.TZ = "Asia/Tokyo"
-    assert.strictEqual(partitionPath(hive, at, "1.4"), "version=1.4/dt=2026-12-03/hour=07")
-    delete process.env.TZ
+    try {
+      assert.strictEqual(new Date(at).getHours(), 16, "the local zone is not UTC")
+      assert.strictEqual(partitionPath(hive, at, "1.4"), "version=1.4/dt=2026-12-03/hour=07")
+    } finally {
+      if (zone === undefined) delete process.env.TZ
+      else process.env.TZ = zone
+    }
   })
 
   it("refuses unknown placeholders, empty or dot segments, a leading slash and other characters", () => {
@@ -53,6 +59,13 @@ describe("KEY_PARTITIONS", () => {
     assert.match(problem("v {version}"), /other than A-Z a-z 0-9 = \. _ -/)
     assert.match(problem("{version"), /other than/)
     assert.match(problem(""), /is empty/)
+  })
+
+  it("refuses a template whose directory names or path could outgrow what stores take", () => {
+    assert.strictEqual(template("{version}{version}{version}").text, "{version}{version}{version}", "192 characters")
+    assert.match(problem("{version}{version}{version}{version}"), /segment that can reach 256 characters \(at most 255\)/)
+    const deep = Array.from({ length: 9 }, () => "{version}").join("/")
+    assert.match(problem(deep), /can reach 584 characters \(at most 512\)/)
   })
 
   it("lets a version into a key only when it is safe there", () => {

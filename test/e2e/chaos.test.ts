@@ -25,7 +25,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vi
 import { type FaultProxy, startFaultProxy } from "../support/faultProxy.js"
 import { call as httpCall, type Reply } from "../support/http.js"
 import { getObject, listKeys, makeTestS3Client } from "../support/s3.js"
-import { type LogLine, ndjsonText, readLines, type RunningService, startService } from "../support/service.js"
+import { type LogLine, ndjsonText, readLines, type RunningService, s3rverEnv, startService } from "../support/service.js"
 import { sleep, waitFor } from "../support/wait.js"
 
 const s3Endpoint = inject("s3Endpoint")
@@ -140,16 +140,8 @@ afterAll(() => {
   }
 })
 
-const baseS3Env = (proxy: FaultProxy, prefix: string): Record<string, string> => ({
-  STORAGE: "s3",
-  S3_BUCKET: s3Bucket,
-  S3_ENDPOINT: proxy.endpoint,
-  S3_FORCE_PATH_STYLE: "true",
-  S3_PREFIX: prefix,
-  AWS_ACCESS_KEY_ID: "S3RVER",
-  AWS_SECRET_ACCESS_KEY: "S3RVER",
-  AWS_REGION: "us-east-1"
-})
+const baseS3Env = (proxy: FaultProxy, prefix: string): Record<string, string> =>
+  s3rverEnv(proxy.endpoint, s3Bucket, prefix)
 
 const commonEnv: Record<string, string> = {
   MAX_WORKERS: "4",

@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto"
 import { join } from "node:path"
 import { DuckDBInstance } from "@duckdb/node-api"
 import { afterEach, describe, expect, inject, it } from "vitest"
-import { postJson, type RunningService, startService } from "../support/service.js"
+import { postJson, type RunningService, s3rverEnv, startService } from "../support/service.js"
 
 const s3Endpoint = inject("s3Endpoint")
 const s3Bucket = inject("s3Bucket")
@@ -104,14 +104,7 @@ describe("DuckDB reads the stored objects as they are", () => {
     const sent = traffic("s3", versions, 3, 8)
     const prefix = `${runId}/downstream`
     service = await startService({
-      STORAGE: "s3",
-      S3_BUCKET: s3Bucket,
-      S3_ENDPOINT: s3Endpoint,
-      S3_FORCE_PATH_STYLE: "true",
-      S3_PREFIX: prefix,
-      AWS_ACCESS_KEY_ID: "S3RVER",
-      AWS_SECRET_ACCESS_KEY: "S3RVER",
-      AWS_REGION: "us-east-1",
+      ...s3rverEnv(s3Endpoint, s3Bucket, prefix),
       KEY_PARTITIONS: HIVE,
       BATCH_MAX_ITEMS: "5",
       BATCH_MAX_WAIT_MS: "50"

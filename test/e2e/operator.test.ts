@@ -22,6 +22,7 @@ import {
   ndjsonText,
   postJson,
   type RunningService,
+  s3rverEnv,
   startService
 } from "../support/service.js"
 import { waitFor } from "../support/wait.js"
@@ -32,16 +33,8 @@ const runId = randomUUID().slice(0, 8)
 
 const tempDir = (label: string) => mkdtempSync(join(tmpdir(), `s3-ingest-operator-${label}-`))
 
-const s3Env = (bucket: string, endpoint = s3Endpoint): Record<string, string> => ({
-  STORAGE: "s3",
-  S3_BUCKET: bucket,
-  S3_ENDPOINT: endpoint,
-  S3_FORCE_PATH_STYLE: "true",
-  S3_PREFIX: runId,
-  AWS_ACCESS_KEY_ID: "S3RVER",
-  AWS_SECRET_ACCESS_KEY: "S3RVER",
-  AWS_REGION: "us-east-1"
-})
+const s3Env = (bucket: string, endpoint = s3Endpoint): Record<string, string> =>
+  s3rverEnv(endpoint, bucket, runId)
 
 
 const status = async (url: string, path: string) => (await fetch(`${url}${path}`)).status

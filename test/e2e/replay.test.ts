@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vi
 import { type CliRun, runCli } from "../support/cli.js"
 import { startFaultProxy } from "../support/faultProxy.js"
 import { getObject, listKeys, makeTestS3Client, startHangingServer } from "../support/s3.js"
-import { listFiles, MAIN, postJson, readLines, type RunningService, startService } from "../support/service.js"
+import { listFiles, MAIN, postJson, readLines, type RunningService, s3rverEnv, startService } from "../support/service.js"
 import { waitFor } from "../support/wait.js"
 
 
@@ -141,16 +141,7 @@ const writeDeadLetters = (dataDir: string, batches: ReadonlyArray<ReadonlyArray<
   })
 }
 
-const s3Env = (endpoint: string, prefix: string): Record<string, string> => ({
-  STORAGE: "s3",
-  S3_BUCKET: s3Bucket,
-  S3_ENDPOINT: endpoint,
-  S3_FORCE_PATH_STYLE: "true",
-  S3_PREFIX: prefix,
-  AWS_ACCESS_KEY_ID: "S3RVER",
-  AWS_SECRET_ACCESS_KEY: "S3RVER",
-  AWS_REGION: "us-east-1"
-})
+const s3Env = (endpoint: string, prefix: string): Record<string, string> => s3rverEnv(endpoint, s3Bucket, prefix)
 
 const replayAsync = (dataDir: string, env: Record<string, string>) => runCli(["replay"], { DATA_DIR: dataDir, ...env })
 

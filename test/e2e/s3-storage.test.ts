@@ -9,7 +9,7 @@ import type { S3Client } from "@aws-sdk/client-s3"
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest"
 import { type FaultProxy, startFaultProxy } from "../support/faultProxy.js"
 import { getObject, listKeys, makeTestS3Client } from "../support/s3.js"
-import { type LogLine, ndjsonText, postJson, type RunningService, startService } from "../support/service.js"
+import { type LogLine, ndjsonText, postJson, type RunningService, s3rverEnv, startService } from "../support/service.js"
 
 const s3Endpoint = inject("s3Endpoint")
 const s3Bucket = inject("s3Bucket")
@@ -71,14 +71,7 @@ afterEach(async () => {
 
 const startS3Service = async (prefix: string): Promise<RunningService> => {
   running = await startService({
-    STORAGE: "s3",
-    S3_BUCKET: s3Bucket,
-    S3_ENDPOINT: s3Endpoint,
-    S3_FORCE_PATH_STYLE: "true",
-    S3_PREFIX: prefix,
-    AWS_ACCESS_KEY_ID: "S3RVER",
-    AWS_SECRET_ACCESS_KEY: "S3RVER",
-    AWS_REGION: "us-east-1",
+    ...s3rverEnv(s3Endpoint, s3Bucket, prefix),
     MAX_WORKERS: "4",
     // Small batches: one collection spreads over several objects, so "exactly once" is tested
     // across objects and not only inside one.
@@ -219,14 +212,7 @@ describe("object settings on every PUT", () => {
     proxies.push(proxy)
     const prefix = `${runId}/settings-${label}`
     running = await startService({
-      STORAGE: "s3",
-      S3_BUCKET: s3Bucket,
-      S3_ENDPOINT: proxy.endpoint,
-      S3_FORCE_PATH_STYLE: "true",
-      S3_PREFIX: prefix,
-      AWS_ACCESS_KEY_ID: "S3RVER",
-      AWS_SECRET_ACCESS_KEY: "S3RVER",
-      AWS_REGION: "us-east-1",
+      ...s3rverEnv(proxy.endpoint, s3Bucket, prefix),
       BATCH_MAX_WAIT_MS: "0",
       ...env
     })

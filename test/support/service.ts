@@ -12,6 +12,18 @@ import { sleep } from "./wait.js"
 
 export const MAIN = resolve(import.meta.dirname, "../../dist/main.js")
 
+/** A service storing in s3rver (or a proxy in front of it) at `endpoint`, under `prefix`. */
+export const s3rverEnv = (endpoint: string, bucket: string, prefix: string): Record<string, string> => ({
+  STORAGE: "s3",
+  S3_BUCKET: bucket,
+  S3_ENDPOINT: endpoint,
+  S3_FORCE_PATH_STYLE: "true",
+  S3_PREFIX: prefix,
+  AWS_ACCESS_KEY_ID: "S3RVER",
+  AWS_SECRET_ACCESS_KEY: "S3RVER",
+  AWS_REGION: "us-east-1"
+})
+
 export const freePort = (): Promise<number> =>
   new Promise((done, fail) => {
     const probe = createServer()

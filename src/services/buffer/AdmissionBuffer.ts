@@ -122,7 +122,7 @@ export const makeAdmissionBuffer = (
   let reserved = 0
   let reservedBytes = 0
   let onIdle: (() => void) | undefined
-  // Lines queued per `{version}` value: the values batching now, which MAX_PARTITIONS bounds.
+  // Lines held per `{version}` value: the values batching now, which MAX_PARTITIONS bounds.
   const versions = new Map<string, number>()
   let distinctVersions = 0
 
@@ -145,6 +145,7 @@ export const makeAdmissionBuffer = (
     return distinctVersions >= settings.maxPartitions ? OVERFLOW : value
   }
 
+  /** Lines held (reserved, queued or in an open batch) per version, which MAX_PARTITIONS counts. */
   const countVersion = (version: string, lines: number) => {
     if (!settings.partitions.byVersion) return
     const before = versions.get(version) ?? 0
@@ -159,11 +160,23 @@ export const makeAdmissionBuffer = (
     }
   }
 
-  const committed = (count: number, bytes: number, version: string) => {
+  const committed = (count: number, bytes: number) => {
     queued += count
     queuedBytes += bytes
     accepted += count
-    countVersion(version, count)
+  }
+
+  /**
+   * Open batches wait for their window only while the queue has room: past half of either bound,
+   * or once the slabs hold more memory than the byte bound (one line of a quiet partition keeps a
+   * whole slab), every open batch is offered, so workers take them and the memory comes back.
+   */
+  const relieve = () => {
+    if (
+      batches.waiting() > 0 &&
+      (queued * 2 > settings.maxQueue || queuedBytes * 2 > settings.maxQueueBytes ||
+        slabs.liveBytes() > settings.maxQueueBytes)
+    ) batches.offerAll()
   }
 
   const settle = (count: number, outcome: Settlement) => {
@@ -184,25 +197,31 @@ export const makeAdmissionBuffer = (
       if (refused !== undefined) return refused
       reserved += arrival.count
       reservedBytes += arrival.bytes
-      return { job: slabs.write(arrival), version: versionOf(arrival) }
+      const version = versionOf(arrival)
+      countVersion(version, arrival.count)
+      return { job: slabs.write(arrival), version }
     },
     commit: ({ job, version }, now) => {
       reserved -= job.count
       reservedBytes -= job.bytes
+      committed(job.count, job.bytes)
       batches.add(job, version, now)
-      committed(job.count, job.bytes, version)
+      relieve()
     },
-    release: ({ job }) => {
+    release: ({ job, version }) => {
       reserved -= job.count
       reservedBytes -= job.bytes
+      countVersion(version, -job.count)
       slabs.release([job])
     },
     admit: (arrival, storeDown, now) => {
       const refused = refusal(arrival, storeDown)
       if (refused !== undefined) return refused
       const version = versionOf(arrival)
+      countVersion(version, arrival.count)
+      committed(arrival.count, arrival.bytes)
       batches.admit(arrival, version, now, slabs)
-      committed(arrival.count, arrival.bytes, version)
+      relieve()
       return "admitted"
     },
     offerDue: batches.offerDue,

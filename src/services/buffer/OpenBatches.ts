@@ -23,7 +23,10 @@ export interface OpenBatches {
    */
   readonly admit: (arrival: Arrival, version: string, now: number, slabs: Slabs) => void
   readonly offerDue: (now: number) => number | undefined
+  /** Offers every open batch now, whatever its window. */
   readonly offerAll: () => void
+  /** Open batches not offered yet: waiting for their window. */
+  readonly waiting: () => number
   /** No more lines join `batch`. */
   readonly take: (batch: Batch) => void
 }
@@ -34,13 +37,16 @@ export const makeOpenBatches = (settings: BufferSettings, offer: (batch: Batch) 
   // Batches in the order they opened, from `first` on: the order they fall due.
   let openings: Array<Batch | undefined> = []
   let first = 0
-  // The partition path of each version this hour: paths change at most once an hour.
+  let waiting = 0
+  // The partition path of each version this hour: paths change at most once an hour. Versions come
+  // from clients and cycle through the MAX_PARTITIONS slots, so the cache starts over beyond them.
   const paths = new Map<string, string>()
+  const pathsKept = settings.maxPartitions + 2
   let pathsHour = -1
 
   const pathOf = (version: string, now: number): string => {
     const hour = Math.floor(now / HOUR)
-    if (hour !== pathsHour) {
+    if (hour !== pathsHour || paths.size > pathsKept) {
       paths.clear()
       pathsHour = hour
     }
@@ -55,6 +61,7 @@ export const makeOpenBatches = (settings: BufferSettings, offer: (batch: Batch) 
   const offerOnce = (batch: Batch) => {
     if (batch.offered) return
     batch.offered = true
+    waiting--
     offer(batch)
   }
 
@@ -69,9 +76,8 @@ export const makeOpenBatches = (settings: BufferSettings, offer: (batch: Batch) 
   const openBatch = (partition: string, version: string, now: number): Batch => {
     const batch = newBatch(partition, version, now)
     open.set(partition, batch)
-    if (batchMaxWaitMs === 0) {
-      offerOnce(batch)
-    } else {
+    waiting++
+    if (batchMaxWaitMs > 0) {
       openings.push(batch)
       if (openings.length - first === 1) due()
     }
@@ -88,6 +94,7 @@ export const makeOpenBatches = (settings: BufferSettings, offer: (batch: Batch) 
       rest = addToBatch(batch, rest, batchMaxItems, batchMaxBytes)
     }
     if (isFull(batch)) close(batch)
+    else if (batchMaxWaitMs === 0) offerOnce(batch)
   }
 
   return {
@@ -131,6 +138,7 @@ export const makeOpenBatches = (settings: BufferSettings, offer: (batch: Batch) 
     offerAll: () => {
       for (const batch of open.values()) offerOnce(batch)
     },
+    waiting: () => waiting,
     take: (batch) => {
       batch.taken = true
       if (open.get(batch.partition) === batch) open.delete(batch.partition)

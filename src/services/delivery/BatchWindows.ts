@@ -5,6 +5,7 @@
  * Effect code. Batches fall due in the order they opened, so the fiber sleeps until the oldest
  * one's time; waking for a batch that has since gone costs one check.
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -26,5 +27,9 @@ export const makeBatchWindows: Effect.Effect<BatchWindows> = Effect.map(Effect.m
       const next = buffer.offerDue(now)
       if (next === undefined) waiting.unsafeClose()
       else yield* Effect.sleep(Duration.millis(next - now))
-    }).pipe(Effect.forever)
+    }).pipe(
+      // A defect here would leave every batch waiting for the shutdown: log it and keep the time.
+      Effect.catchAllDefect((defect) => Effect.logError("batch windows defect", Cause.die(defect))),
+      Effect.forever
+    )
 }))

@@ -18,7 +18,6 @@ import type { Metrics } from "../Metrics.js"
 import { type DeadLetterShape, type StoreError, storeErrorFields } from "../ObjectStore.js"
 import type { Uploader } from "./Uploader.js"
 
-
 /** `raw` gzipped on libuv's thread pool. `raw` must stay as it is until this ends. */
 const gzipped = (raw: Buffer, level: number): Effect.Effect<Buffer> =>
   Effect.async<Buffer>((resume) =>
@@ -178,10 +177,20 @@ export const makeDelivery = (parts: DeliveryParts): Delivery => {
   return {
     deliver,
     deadLetter: (batch, key) =>
-      Effect.gen(function*() {
-        const body = yield* objectBody(batch)
-        yield* deadLetterBatch(key, batch.lines, body, { reason: "shutdown before upload" })
-        done(batch)
-      })
+      objectBody(batch).pipe(
+        Effect.flatMap((body) => deadLetterBatch(key, batch.lines, body, { reason: "shutdown before upload" })),
+        // Only a failure of zlib itself leaves no bytes to write: the batch is lost, and says so.
+        Effect.catchAllDefect((defect) =>
+          Effect.sync(() => {
+            buffer.settle(batch.lines, "lost")
+            metrics.payloadsLost.inc(batch.lines)
+          }).pipe(Effect.zipRight(
+            Effect.logError("object body failed: payloads lost", Cause.die(defect)).pipe(
+              Effect.annotateLogs({ key, payloads: batch.lines })
+            )
+          ))
+        ),
+        Effect.zipRight(Effect.sync(() => done(batch)))
+      )
   }
 }

@@ -106,7 +106,7 @@ describe("AdmissionBuffer: admission", () => {
 
 describe("AdmissionBuffer: batches", () => {
   it("offers a batch when it fills, splitting a collection at the bound, and keeps the rest open", () => {
-    const { buffer, offered } = bufferWith({ batchMaxItems: 4 })
+    const { buffer, offered } = bufferWith({ batchMaxItems: 4, maxQueue: 20 })
     buffer.admit(job(3, 0, 1), false, 0)
     assert.strictEqual(offered.length, 0, "not full, not due")
     buffer.admit(job(3, 3, 2), false, 0)
@@ -166,6 +166,56 @@ describe("AdmissionBuffer: batches", () => {
     assert.strictEqual(offered[4]!.partition, "3.0", "taken batches free their versions")
   })
 
+  it("counts reserved lines' versions against MAX_PARTITIONS, and a release frees its version", () => {
+    const { buffer } = bufferWith({ partitions: template("{version}"), maxPartitions: 2 })
+    const reserve = (version: string, id: number) => {
+      const reservation = buffer.reserve(versioned(version, 1, id), false)
+      if (typeof reservation === "string") throw new Error(reservation)
+      return reservation
+    }
+    const [x, y, z] = [reserve("x", 0), reserve("y", 1), reserve("z", 2)]
+    assert.deepStrictEqual([x.version, y.version, z.version], ["x", "y", "_overflow"])
+    buffer.release(y)
+    assert.strictEqual(reserve("w", 3).version, "w")
+    buffer.commit(x, 0)
+    assert.strictEqual(reserve("v", 4).version, "_overflow", "x (now queued) and w hold both places")
+  })
+
+  it("offers open batches before their window once the queue is past half of a bound", () => {
+    const { buffer, offered } = bufferWith({ maxQueue: 10, batchMaxItems: 100, partitions: template("{version}") })
+    buffer.admit(versioned("a", 3, 0), false, 0)
+    buffer.admit(versioned("b", 2, 3), false, 0)
+    assert.lengthOf(offered, 0, "5 of 10: the windows still run")
+    buffer.admit(versioned("a", 1, 5), false, 1)
+    assert.deepStrictEqual(offered.map((b) => [b.partition, idsOf(b)]), [["a", [0, 1, 2, 5]], ["b", [3, 4]]])
+    buffer.admit(versioned("b", 1, 6), false, 2)
+    assert.deepStrictEqual(idsOf(offered[1]!), [3, 4, 6], "an offered batch still takes lines until it is taken")
+  })
+
+  it("offers a quiet partition's batch once its line keeps a slab beyond the byte bound", () => {
+    const per = versioned("busy", 2, 0).bytes
+    const { buffer, offered } = bufferWith({
+      maxQueue: 1_000,
+      maxQueueBytes: per * 8,
+      batchMaxItems: 2,
+      partitions: template("{version}")
+    })
+    buffer.admit(versioned("quiet", 1, 0), false, 0)
+    // The busy partition fills batch after batch, each taken and encoded at once: the queue stays
+    // nearly empty while the quiet line keeps the first slab.
+    for (let i = 0; i < 8 && offered.every((b) => b.partition !== "quiet"); i++) {
+      buffer.admit(versioned("busy", 2, 10 + 2 * i), false, 0)
+      const batch = offered.find((b) => b.partition === "busy" && !b.taken)!
+      buffer.take(batch)
+      buffer.releaseLines(batch.jobs)
+      buffer.settle(batch.lines, "stored")
+      assert.isAtMost(buffer.ledger().queuedBytes * 2, per * 8)
+    }
+    const quiet = offered.find((b) => b.partition === "quiet")
+    assert.isDefined(quiet, "offered before its window")
+    assert.deepStrictEqual(idsOf(quiet!), [0])
+  })
+
   it("says when nothing is queued or in flight", () => {
     const { buffer, offered } = bufferWith({ batchMaxWaitMs: 0 })
     let idle = 0
@@ -216,24 +266,39 @@ describe("AdmissionBuffer: the ledger", () => {
     )
     const reservations: Array<Reservation> = []
     const taken: Array<number> = []
+    const everOffered = new Set<Batch>()
+    const committedIds: Array<number> = []
+    const idsOfArrival = (from: number, count: number) => Array.from({ length: count }, (_, i) => from + i)
+    const held = new Map<Reservation, Array<number>>()
     let now = 0
     let next = 0
     for (const s of steps) {
       switch (s.op) {
         case "admit":
-          buffer.admit(versioned(s.version, s.count, next), s.storeDown, now)
+          if (buffer.admit(versioned(s.version, s.count, next), s.storeDown, now) === "admitted") {
+            committedIds.push(...idsOfArrival(next, s.count))
+          }
           next += s.count
           break
         case "reserve": {
-          const held = buffer.reserve(versioned(s.version, s.count, next), s.storeDown)
+          const reservation = buffer.reserve(versioned(s.version, s.count, next), s.storeDown)
+          if (typeof reservation !== "string") {
+            reservations.push(reservation)
+            held.set(reservation, idsOfArrival(next, s.count))
+          }
           next += s.count
-          if (typeof held !== "string") reservations.push(held)
           break
         }
         case "commit":
         case "release": {
-          const held = reservations.shift()
-          if (held !== undefined) s.op === "commit" ? buffer.commit(held, now) : buffer.release(held)
+          const reservation = reservations.shift()
+          if (reservation === undefined) break
+          if (s.op === "commit") {
+            buffer.commit(reservation, now)
+            committedIds.push(...held.get(reservation)!)
+          } else {
+            buffer.release(reservation)
+          }
           break
         }
         case "tick":
@@ -257,7 +322,20 @@ describe("AdmissionBuffer: the ledger", () => {
       assert.isUndefined(checkLedger(ledger))
       const reserved = reservations.reduce((n, r) => n + r.job.count, 0)
       assert.isAtMost(ledger.queued + reserved, defaults.maxQueue, "the bound holds")
-      for (const batch of offered) assert.isAtMost(batch.lines, 5, "no batch beyond BATCH_MAX_ITEMS")
+      for (const batch of offered) {
+        everOffered.add(batch)
+        assert.isAtMost(batch.lines, 5, "no batch beyond BATCH_MAX_ITEMS")
+      }
+      const batching = new Set(
+        [...everOffered].filter((b) => !b.taken && b.lines > 0).map((b) => b.version).concat(reservations.map((r) => r.version))
+      )
+      batching.delete("_invalid")
+      batching.delete("_overflow")
+      assert.isAtMost(batching.size, 2, "MAX_PARTITIONS versions batching, offered or reserved")
     }
+    buffer.offerAll()
+    for (const batch of offered) everOffered.add(batch)
+    const offeredIds = [...everOffered].flatMap(idsOf)
+    assert.deepStrictEqual(offeredIds.sort((a, b) => a - b), committedIds.sort((a, b) => a - b), "every committed line offered once")
   })
 })
