@@ -23,6 +23,7 @@ import type { ListenError } from "./layers/HttpListener.js"
 import { LoggingLive } from "./layers/Logging.js"
 import { type ConfigInvalid, knownSettings, loadSettings, type Settings } from "./services/AppConfig.js"
 import { helpText } from "./services/Help.js"
+import type { JournalUnreadable } from "./services/journal/Recovery.js"
 import { exitCodeOf, type ShutdownSummary } from "./services/Shutdown.js"
 import { version } from "./services/Version.js"
 
@@ -36,7 +37,7 @@ const environment = (): Array<[string, string]> =>
 /** One line on stderr, exit code 1: how every refused start ends. */
 const refuse = (message: string) => Console.error(`s3-ingest: ${message}`).pipe(Effect.as(1))
 
-type StartRefused = ConfigInvalid | DataDirUnusable | LockHeld | ListenError
+type StartRefused = ConfigInvalid | DataDirUnusable | LockHeld | ListenError | JournalUnreadable
 
 const refusal = (error: StartRefused, flags: ReadonlyMap<string, string>, dataDir: string): string => {
   switch (error._tag) {
@@ -52,6 +53,8 @@ const refusal = (error: StartRefused, flags: ReadonlyMap<string, string>, dataDi
       } holds ${error.lockFile}`
     case "ListenError":
       return `cannot listen on ${error.address}: ${error.cause.message}`
+    case "JournalUnreadable":
+      return `journal ${error.path} cannot be read: ${error.problem}`
   }
 }
 

@@ -8,6 +8,9 @@
  * worker takes one, and no per-payload object is allocated between the request and the batch.
  */
 
+import type { Codec } from "./Codec.js"
+import type { Span } from "./journal/Records.js"
+
 /** Memory queued lines are written to. Its books are kept by `domain/Slabs`. */
 export interface Slab {
   readonly memory: Buffer
@@ -26,6 +29,9 @@ export interface Job {
   readonly count: number
   /** When the request was acknowledged. */
   readonly acceptedAt: number
+  /** The journal's lines record holding these lines (0 when not journaled), and the first line's index in it. */
+  readonly record: number
+  readonly line: number
 }
 
 const LF = 0x0a
@@ -43,7 +49,7 @@ const linesEnd = (job: Job, count: number): number => {
 
 const cut = (job: Job, count: number, headBytes: number): readonly [Job, Job] => [
   { ...job, count, bytes: headBytes },
-  { ...job, start: job.start + headBytes, count: job.count - count, bytes: job.bytes - headBytes }
+  { ...job, start: job.start + headBytes, count: job.count - count, bytes: job.bytes - headBytes, line: job.line + count }
 ]
 
 /** The first `count` lines of `job` and the rest; `0 < count < job.count`. */
@@ -77,6 +83,12 @@ export interface Batch extends OpenBatch {
   raw: Buffer | undefined
   /** The object's bytes. */
   body: Buffer | undefined
+  /** Its batch record in the journal (0 when not journaled), and the journaled lines it holds. */
+  journalId: number
+  spans: ReadonlyArray<Span>
+  /** A batch recovered from the journal comes keyed, with the codec it was first written with. */
+  key: string | undefined
+  codec: Codec | undefined
 }
 
 export const newBatch = (partition: string, version: string, openedAt: number): Batch => ({
@@ -89,8 +101,28 @@ export const newBatch = (partition: string, version: string, openedAt: number): 
   offered: false,
   taken: false,
   raw: undefined,
-  body: undefined
+  body: undefined,
+  journalId: 0,
+  spans: [],
+  key: undefined,
+  codec: undefined
 })
+
+/** The journaled lines `jobs` hold, adjacent lines of one record as one span. */
+export const spansOf = (jobs: ReadonlyArray<Job>): Array<Span> => {
+  const spans: Array<Span> = []
+  let last: Span | undefined
+  for (const job of jobs) {
+    if (last !== undefined && last.record === job.record && last.line + last.count === job.line) {
+      last = { record: last.record, line: last.line, count: last.count + job.count }
+      spans[spans.length - 1] = last
+    } else {
+      last = { record: job.record, line: job.line, count: job.count }
+      spans.push(last)
+    }
+  }
+  return spans
+}
 
 /**
  * Adds to `batch` as many of the job's lines as fit in `maxLines` lines and `maxBytes` bytes (an

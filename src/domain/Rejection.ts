@@ -15,7 +15,8 @@ export const rejectionStatus = {
   not_found: 404,
   queue_full: 503,
   shedding: 503,
-  draining: 503
+  draining: 503,
+  journal_unavailable: 503
 } as const satisfies Readonly<Record<string, number>>
 
 export type RejectionReason = keyof typeof rejectionStatus

@@ -38,11 +38,12 @@ export const makeArrival = (body: Buffer, collection: Collection, acceptedAt: nu
 }
 
 export interface Slabs {
-  /** Copies the arrival's lines into a slab: the job the queue holds. */
-  readonly write: (arrival: Arrival) => Job
+  /** Copies the arrival's lines into a slab: the job the queue holds; `record`: its journal record, or 0. */
+  readonly write: (arrival: Arrival, record: number) => Job
   /**
    * `tail` with the arrival's lines appended, when `tail` is the last job written to the current
    * slab, the lines fit after it, and both were accepted in the same millisecond; else undefined.
+   * Only for lines not journaled: a journaled job's lines are one record's.
    */
   readonly append: (tail: Job, arrival: Arrival) => Job | undefined
   /** The jobs' lines are encoded (or dropped): the space they took may be used again. */
@@ -76,25 +77,25 @@ export const makeSlabs = (size: number, keep: number): Slabs => {
   }
 
   return {
-    write: (arrival) => {
+    write: (arrival, record) => {
       const slab = slabFor(arrival.bytes)
       const start = slab.used
       copyLines(slab.memory, start, arrival)
       slab.used += arrival.bytes
       slab.pending += arrival.bytes
-      return { slab, start, bytes: arrival.bytes, count: arrival.count, acceptedAt: arrival.acceptedAt }
+      return { slab, start, bytes: arrival.bytes, count: arrival.count, acceptedAt: arrival.acceptedAt, record, line: 0 }
     },
     append: (tail, arrival) => {
       const slab = tail.slab
       if (
         slab !== current || tail.start + tail.bytes !== slab.used || tail.acceptedAt !== arrival.acceptedAt ||
-        slab.used + arrival.bytes > size
+        slab.used + arrival.bytes > size || tail.record !== 0
       ) return undefined
       copyLines(slab.memory, slab.used, arrival)
       slab.used += arrival.bytes
       slab.pending += arrival.bytes
       const { acceptedAt, bytes, count, start } = tail
-      return { slab, start, bytes: bytes + arrival.bytes, count: count + arrival.count, acceptedAt }
+      return { slab, start, bytes: bytes + arrival.bytes, count: count + arrival.count, acceptedAt, record: 0, line: 0 }
     },
     release: (jobs) => {
       for (let i = 0; i < jobs.length; i++) {

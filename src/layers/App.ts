@@ -11,11 +11,13 @@ import * as RuntimeFlags from "effect/RuntimeFlags"
 import { AppConfig, type Settings } from "../services/AppConfig.js"
 import { Ingest } from "../services/intake/Ingest.js"
 import { JobQueue } from "../services/JobQueue.js"
+import { JournalLive } from "../services/journal/Journal.js"
 import { Metrics } from "../services/Metrics.js"
 import { Shutdown, type ShutdownSummary } from "../services/Shutdown.js"
 import { DataDirLockLive, ExistingDataDirLockLive } from "./DataDir.js"
 import { FaultyObjectStore } from "./FaultyObjectStore.js"
 import { HttpListenerLive } from "./HttpListener.js"
+import { NodeJournalFilesLive } from "./NodeJournalFiles.js"
 import { IngestServerLive } from "./IngestServer.js"
 import { DeadLetterDirLive, LocalObjectStoreLive } from "./LocalObjectStore.js"
 import { S3ObjectStoreLive } from "./S3ObjectStore.js"
@@ -30,9 +32,12 @@ const ObjectStoreLive = Layer.unwrapEffect(
 
 const StoresLive = Layer.merge(ObjectStoreLive, DeadLetterDirLive)
 
-// The lock is taken before the stores touch DATA_DIR (the local store clears its temporary
-// files) and released after they closed.
-const QueueLive = JobQueue.Default.pipe(Layer.provide(StoresLive), Layer.provide(DataDirLockLive))
+// The lock is taken before the stores and the journal touch DATA_DIR (the local store clears its
+// temporary files, the journal is read back) and released after they closed.
+const QueueLive = JobQueue.Default.pipe(
+  Layer.provide(Layer.merge(StoresLive, JournalLive.pipe(Layer.provide(NodeJournalFilesLive)))),
+  Layer.provide(DataDirLockLive)
+)
 
 const EdgeLive = IngestServerLive.pipe(Layer.provide(Ingest.Default))
 

@@ -24,7 +24,7 @@ import * as Schedule from "effect/Schedule"
 import { type Rejection, type RejectionReason, rejectionStatus } from "../domain/Rejection.js"
 import { bearerToken, contentEncoding, type Encoding, isJsonContentType, JSON_TYPE } from "../domain/RequestHeaders.js"
 import { AppConfig } from "../services/AppConfig.js"
-import { Ingest } from "../services/intake/Ingest.js"
+import { type AdmitResult, Ingest } from "../services/intake/Ingest.js"
 import { JobQueue } from "../services/JobQueue.js"
 import { Metrics } from "../services/Metrics.js"
 import { Shutdown } from "../services/Shutdown.js"
@@ -110,7 +110,10 @@ const make = Effect.gen(function*() {
           : refuse(res, "invalid_json", "malformed gzip body")
       }
     }
-    const result = ingest.admit(bytes, Date.now())
+    ingest.admit(bytes, Date.now(), (result) => answer(res, result))
+  }
+
+  const answer = (res: ServerResponse, result: AdmitResult) => {
     if (result._tag === "Accepted") {
       const body = `{"accepted":${result.count}}`
       return send(res, 202, body, undefined, body.length) // ASCII: its length is its byte length
@@ -193,7 +196,7 @@ const make = Effect.gen(function*() {
         return probe(req, res, () => send(res, 200, `{"status":"ok"}`))
       case "/readyz":
         return probe(req, res, () =>
-          shutdown.ready() && !queue.storeDown()
+          shutdown.ready() && !queue.storeDown() && !queue.journalFailing()
             ? send(res, 200, `{"status":"ready"}`)
             : send(res, 503, `{"status":"not ready"}`, retryAfter(queue.retryAfterSeconds())))
       case "/metrics":

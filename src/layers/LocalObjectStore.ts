@@ -67,7 +67,13 @@ export const DeadLetterDirLive: Layer.Layer<DeadLetter, DataDirUnusable, AppConf
   DeadLetter,
   Effect.gen(function*() {
     const { s3Prefix } = yield* AppConfig
-    const { writer } = yield* durableWriter("dead-letter")
-    return DeadLetter.of({ write: (key, body) => writer.write(keyBelowPrefix(s3Prefix, key), body) })
+    const { root, writer } = yield* durableWriter("dead-letter")
+    return DeadLetter.of({
+      write: (key, body) => writer.write(keyBelowPrefix(s3Prefix, key), body),
+      exists: (key) =>
+        Effect.promise(() =>
+          access(join(root, keyBelowPrefix(s3Prefix, key))).then(() => true, () => false)
+        )
+    })
   })
 )

@@ -34,6 +34,7 @@ import {
 } from "./SettingsTable.js"
 
 export type Storage = "local" | "s3"
+export type Durability = "journal" | "memory"
 export type Checksum = "WHEN_REQUIRED" | "WHEN_SUPPORTED"
 export const logLevelNames = ["all", "trace", "debug", "info", "warn", "warning", "error", "fatal", "none"] as const
 export type LogLevelName = (typeof logLevelNames)[number]
@@ -62,6 +63,8 @@ export interface Settings {
   readonly shutdownTimeoutMs: number
   readonly shutdownDelayMs: number
   readonly storage: Storage
+  /** `journal`: 202 once the journal's fsync covers the collection; `memory`: 202 once queued. */
+  readonly durability: Durability
   /** gzip objects (`.ndjson.gz`) or plain ones (`.ndjson`). */
   readonly objectCompression: Compression
   /** gzip's level, 1–9. */
@@ -149,6 +152,13 @@ const settingsConfig = Config.all({
   shutdownTimeoutMs: int("SHUTDOWN_TIMEOUT_MS", 25_000, 1, "signal → exit budget"),
   shutdownDelayMs: int("SHUTDOWN_DELAY_MS", 0, 0, "intake kept open after the signal"),
   storage: oneOf("STORAGE", "local", "object store", "local", "s3"),
+  durability: oneOf(
+    "DURABILITY",
+    "journal",
+    "journal: 202 after the write-ahead journal's fsync (survives a crash); memory: 202 once queued",
+    "journal",
+    "memory"
+  ),
   objectCompression: oneOf("OBJECT_COMPRESSION", "gzip", "object bodies", ...COMPRESSIONS),
   partitions: describe(
     "KEY_PARTITIONS",
@@ -166,7 +176,7 @@ const settingsConfig = Config.all({
     "gzip level: 3 keeps 90 % of level 6's ratio for 65 % of its CPU (BENCHMARKS.md)",
     parsed("OBJECT_COMPRESSION_LEVEL", integerIn(1, 9)).pipe(Config.withDefault(3))
   ),
-  dataDir: text("DATA_DIR", "./data", "local objects, dead-letter, lock file"),
+  dataDir: text("DATA_DIR", "./data", "local objects, dead-letter, journal, lock file"),
   s3Bucket: optionalText("S3_BUCKET", "S3 bucket (required with STORAGE=s3)"),
   s3Prefix: text("S3_PREFIX", "payloads", "key prefix (both stores)").pipe(Config.map(normalisePrefix)),
   s3Region: describe(

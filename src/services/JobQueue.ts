@@ -19,8 +19,8 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import type { Batch } from "../domain/Batch.js"
-import { codecOf } from "../domain/Codec.js"
+import { type Batch, spansOf } from "../domain/Batch.js"
+import { type Codec, codecOf } from "../domain/Codec.js"
 import { makeDrainRate } from "../domain/DrainRate.js"
 import { objectKey } from "../domain/Keys.js"
 import type { Arrival } from "../domain/Slabs.js"
@@ -29,11 +29,13 @@ import { type Ledger, makeAdmissionBuffer, type Refusal } from "./buffer/Admissi
 import { makeBatchWindows } from "./delivery/BatchWindows.js"
 import { makeDelivery } from "./delivery/Delivery.js"
 import { makeUploader } from "./delivery/Uploader.js"
+import { Journal } from "./journal/Journal.js"
+import { requeueRecovered } from "./journal/Requeue.js"
 import { Metrics } from "./Metrics.js"
 import { DeadLetter, ObjectStore } from "./ObjectStore.js"
 import { Shutdown } from "./Shutdown.js"
 
-export type Admission = "admitted" | "closed" | Refusal
+export type Admission = "admitted" | "closed" | "journal_unavailable" | Refusal
 
 export type QueueStats = Ledger
 
@@ -43,6 +45,7 @@ const make = Effect.gen(function*() {
   const deadLetter = yield* DeadLetter
   const metrics = yield* Metrics
   const shutdown = yield* Shutdown
+  const journal = yield* Journal
   const clock = yield* Effect.clock
   const uploader = yield* makeUploader(store, metrics, config)
   const codec = codecOf(config.objectCompression, config.objectCompressionLevel)
@@ -61,25 +64,52 @@ const make = Effect.gen(function*() {
     workers: config.maxWorkers,
     batchMaxBytes: config.batchMaxBytes,
     codec,
+    journal,
     unsettled
   })
 
   const instance = randomBytes(4).toString("hex")
   let sequence = 0
-  /** Takes an offered batch and decides its key, once: from its partitions and when it opened. */
+  const keyOf = (partition: string, createdAt: number, { extension }: Codec) =>
+    objectKey(config.s3Prefix, partition, createdAt, instance, ++sequence, extension)
+  /**
+   * Takes an offered batch and decides its key, once: from its partitions and when it opened (a
+   * recovered batch comes keyed). With the journal, it names the journaled lines it holds.
+   */
   const takeAndKey = (batch: Batch): string => {
     buffer.take(batch)
-    const key = objectKey(config.s3Prefix, batch.partition, batch.openedAt, instance, ++sequence, codec.extension)
+    let key = batch.key
+    if (key === undefined) {
+      key = keyOf(batch.partition, batch.openedAt, codec)
+      if (journal.admits) {
+        batch.journalId = journal.nextId()
+        batch.spans = spansOf(batch.jobs)
+      }
+    }
     unsettled.set(batch, key)
     return key
   }
 
+  metrics.setQueueCapacity(config.maxQueue, config.maxQueueBytes)
   metrics.setQueueProbe({
     acceptedPayloads: () => buffer.ledger().accepted,
     queuedPayloads: () => buffer.ledger().queued,
     queuedBytes: () => buffer.ledger().queuedBytes,
     inFlightPayloads: () => buffer.ledger().inFlight
   })
+
+  yield* requeueRecovered({
+    journal,
+    deadLetter,
+    buffer,
+    metrics,
+    offer: (batch) => offered.unsafeOffer(batch),
+    keyOf,
+    codec,
+    partitions: config.partitions,
+    batchMaxItems: config.batchMaxItems,
+    batchMaxBytes: config.batchMaxBytes
+  }, journal.startedAt)
 
   // Layers are built uninterruptibly and a fork inherits that: without `interruptible` the
   // shutdown could never interrupt a worker stuck in an upload.
@@ -129,20 +159,38 @@ const make = Effect.gen(function*() {
       yield* shutdown.closeIntake
       yield* awaitIdle(yield* shutdown.drainUntil)
       yield* Fiber.interruptAll(fibers)
-      yield* deadLetterLeftovers
-      const { accepted, deadLettered, lost, stored } = buffer.ledger()
-      const summary = { accepted, stored, deadLettered, lost }
+      // With the journal, what is not stored stays journaled for the next start.
+      if (!journal.admits) yield* deadLetterLeftovers
+      const { accepted, deadLettered, inFlight, lost, queued, recovered, stored } = buffer.ledger()
+      const summary = { accepted, recovered, stored, deadLettered, journaled: queued + inFlight, lost }
       yield* Effect.logInfo("shutdown").pipe(Effect.annotateLogs(summary))
       yield* shutdown.complete(summary)
     })
   )
 
   return {
-    /** All-or-nothing admission of one collection's payloads. Synchronous: call it in one JS turn. */
-    offer: (arrival: Arrival): Admission =>
-      shutdown.intakeOpen()
-        ? buffer.admit(arrival, uploader.storeDown(), clock.unsafeCurrentTimeMillis())
-        : "closed",
+    /**
+     * All-or-nothing admission of one collection's payloads, answered through `reply`: at once,
+     * or, with the journal, once the fsync covering its record completes (or fails). Call it in
+     * one JS turn: the bounds are checked and the lines reserved synchronously.
+     */
+    offer: (arrival: Arrival, reply: (admission: Admission) => void): void => {
+      if (!shutdown.intakeOpen()) return reply("closed")
+      if (!journal.admits) return reply(buffer.admit(arrival, uploader.storeDown(), clock.unsafeCurrentTimeMillis()))
+      const reserved = buffer.reserve(arrival, uploader.storeDown(), journal.nextId())
+      if (typeof reserved === "string") return reply(reserved)
+      if (journal.failing()) {
+        buffer.release(reserved)
+        return reply("journal_unavailable")
+      }
+      journal.appendLines(reserved.job, reserved.version, (durable) => {
+        if (durable) buffer.commit(reserved, clock.unsafeCurrentTimeMillis())
+        else buffer.release(reserved)
+        reply(durable ? "admitted" : "journal_unavailable")
+      })
+    },
+    /** The journal refuses writes until a probe succeeds. */
+    journalFailing: () => journal.admits && journal.failing(),
     /** The store breaker is open or probing. */
     storeDown: uploader.storeDown,
     breakerStatus: uploader.breakerStatus,

@@ -100,6 +100,47 @@ const make = () => {
       acceptedReported = total
     }
   })
+  let journalBytes: () => number = () => 0
+  new Prometheus.Gauge({
+    name: "s3ingest_journal_bytes",
+    help: "Bytes in journal segments on disk",
+    registers,
+    collect() {
+      this.set(journalBytes())
+    }
+  })
+  const journalFsync = new Prometheus.Histogram({
+    name: "s3ingest_journal_fsync_seconds",
+    help: "Duration of one group-commit fsync of the journal",
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registers
+  })
+  const journalRecovered = counter(
+    "s3ingest_journal_recovered_payloads_total",
+    "Payloads found unsettled in the journal at start"
+  )
+  const journalCorrupt = counter(
+    "s3ingest_journal_corrupt_records_total",
+    "Journal records that failed their checksum outside the torn tail"
+  )
+  const journalWriteErrors = counter("s3ingest_journal_write_errors_total", "Failed journal writes or fsyncs")
+  let capacity = { payloads: 0, bytes: 0 }
+  new Prometheus.Gauge({
+    name: "s3ingest_queue_capacity_payloads",
+    help: "MAX_QUEUE: the queue's bound in payloads",
+    registers,
+    collect() {
+      this.set(capacity.payloads)
+    }
+  })
+  new Prometheus.Gauge({
+    name: "s3ingest_queue_capacity_bytes",
+    help: "MAX_QUEUE_BYTES: the queue's bound in encoded bytes",
+    registers,
+    collect() {
+      this.set(capacity.bytes)
+    }
+  })
   probeGauge("s3ingest_queue_payloads", "Payloads waiting in the queue", (p) => p.queuedPayloads())
   probeGauge("s3ingest_queue_bytes", "Encoded bytes waiting in the queue", (p) => p.queuedBytes())
   probeGauge("s3ingest_payloads_in_flight", "Payloads taken by workers, not yet stored or dead-lettered", (p) =>
@@ -135,6 +176,17 @@ const make = () => {
       probe = next
       // A new queue counts from zero; the counter goes on from what it has reported.
       acceptedReported = 0
+    },
+    journalFsync: (seconds: number): void => journalFsync.observe(seconds),
+    journalRecovered: (payloads: number): void => journalRecovered.inc(payloads),
+    journalCorrupt: (records: number): void => journalCorrupt.inc(records),
+    journalWriteError: (): void => journalWriteErrors.inc(),
+    /** Read at scrape time: bytes of the journal's segments. */
+    setJournalProbe: (read: () => number): void => {
+      journalBytes = read
+    },
+    setQueueCapacity: (payloads: number, bytes: number): void => {
+      capacity = { payloads, bytes }
     },
     /** Prometheus text exposition. */
     render: Effect.promise(() => registry.metrics()),

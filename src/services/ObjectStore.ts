@@ -71,6 +71,8 @@ export class ObjectStore extends Context.Tag("s3-ingest/ObjectStore")<ObjectStor
  */
 export interface DeadLetterShape {
   readonly write: (key: string, body: Uint8Array) => Effect.Effect<void, StoreError>
+  /** A dead-letter file for `key` exists (recovery settles such a batch instead of uploading it). */
+  readonly exists: (key: string) => Effect.Effect<boolean>
 }
 
 export class DeadLetter extends Context.Tag("s3-ingest/DeadLetter")<DeadLetter, DeadLetterShape>() {}

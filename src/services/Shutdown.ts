@@ -15,14 +15,18 @@ import { AppConfig } from "./AppConfig.js"
 /** What became of every payload accepted, as the queue's finalizer found it. */
 export interface ShutdownSummary {
   readonly accepted: number
+  /** Found unsettled in the journal at start. */
+  readonly recovered: number
   readonly stored: number
   readonly deadLettered: number
+  /** Not stored, left in the journal for the next start. */
+  readonly journaled: number
   readonly lost: number
 }
 
-/** 0 everything stored, 1 something dead-lettered, 2 something lost. */
+/** 0 everything stored, 1 something dead-lettered or left in the journal, 2 something lost. */
 export const exitCodeOf = (summary: ShutdownSummary): 0 | 1 | 2 =>
-  summary.lost > 0 ? 2 : summary.deadLettered > 0 ? 1 : 0
+  summary.lost > 0 ? 2 : summary.deadLettered > 0 || summary.journaled > 0 ? 1 : 0
 
 /** Time kept back from the shutdown budget for closing the listener and dead-lettering. */
 export const SHUTDOWN_RESERVE_MILLIS = 2_000

@@ -18,7 +18,7 @@ const jobOf = (json: string, acceptedAt = 0, slabs: Slabs = makeSlabs(64 * 1024,
   const body = bodyOf(json)
   const parsed = parseCollection(body, 64)
   if (parsed._tag === "Invalid") throw new Error(parsed.error.message)
-  return slabs.write(makeArrival(body, parsed.collection, acceptedAt))
+  return slabs.write(makeArrival(body, parsed.collection, acceptedAt), 0)
 }
 
 const collection = (...elements: ReadonlyArray<string>) =>

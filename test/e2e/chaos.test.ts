@@ -31,6 +31,12 @@ import { sleep, waitFor } from "../support/wait.js"
 const s3Endpoint = inject("s3Endpoint")
 const s3Bucket = inject("s3Bucket")
 
+/**
+ * The scenarios whose oracle is the shutdown's dead-lettering run with `DURABILITY=memory`: with
+ * the journal, what is not stored at shutdown stays journaled instead (test/e2e/crash, shutdown).
+ */
+const DEAD_LETTER_AT_SHUTDOWN = { DURABILITY: "memory" } as const
+
 /** Unique per run, so objects of other files and runs never count. */
 const runId = randomUUID().slice(0, 8)
 
@@ -635,7 +641,7 @@ describe("chaos (short forms)", () => {
       storage: "s3",
       proxyMode: "forbidden",
       // A cooldown longer than the scenario: the breaker stays open, so no probe takes a batch.
-      env: { BREAKER_COOLDOWN_MS: "30000", SHUTDOWN_TIMEOUT_MS: "3000" }
+      env: { BREAKER_COOLDOWN_MS: "30000", SHUTDOWN_TIMEOUT_MS: "3000", ...DEAD_LETTER_AT_SHUTDOWN }
     })
     expect(await post(s, 5)).toBe(202)
     await waitFor("the failing batch in dead-letter", async () => {
@@ -675,7 +681,11 @@ describe("chaos (short forms)", () => {
   })
 
   it("(f) SIGTERM during an outage: exit 1 within SHUTDOWN_TIMEOUT_MS + 2 s, every 202'd payload dead-lettered", async () => {
-    const s = await begin("f-sigterm-outage", { storage: "s3", proxyMode: "outage", env: { SHUTDOWN_TIMEOUT_MS: "3000" } })
+    const s = await begin("f-sigterm-outage", {
+      storage: "s3",
+      proxyMode: "outage",
+      env: { SHUTDOWN_TIMEOUT_MS: "3000", ...DEAD_LETTER_AT_SHUTDOWN }
+    })
     await postFor(s, 700, 10, 20)
     const o = await finish(s, 3_000 + 2_000)
     note(s, `SIGTERM → exit ${o.exitMs} ms (budget 3000 + 2000)`)
@@ -709,7 +719,12 @@ describe("chaos (short forms)", () => {
     // 1600 ms); a probe that dies must not leave it half-open for good.
     const s = await begin("g2-probe-defect", {
       storage: "local",
-      env: { STORE_FAULTS: "error=0.2:AccessDenied,defect=1", SHUTDOWN_TIMEOUT_MS: "3000", BATCH_MAX_ITEMS: "1" }
+      env: {
+        STORE_FAULTS: "error=0.2:AccessDenied,defect=1",
+        SHUTDOWN_TIMEOUT_MS: "3000",
+        BATCH_MAX_ITEMS: "1",
+        ...DEAD_LETTER_AT_SHUTDOWN
+      }
     })
     const until = Date.now() + 5_000
     while (logCount(s, "store breaker open") === 0 && Date.now() < until) {
@@ -735,7 +750,7 @@ describe("chaos (short forms)", () => {
   it("(h) dead-letter directory not writable: a permanent error loses the batch, the summary says so, exit 2", async () => {
     const s = await begin("h-dead-letter-broken", {
       storage: "local",
-      env: { STORE_FAULTS: "error=1:AccessDenied", SHUTDOWN_TIMEOUT_MS: "2000" }
+      env: { STORE_FAULTS: "error=1:AccessDenied", SHUTDOWN_TIMEOUT_MS: "2000", ...DEAD_LETTER_AT_SHUTDOWN }
     })
     const deadLetterDir = join(s.service.dataDir, "dead-letter")
     rmSync(deadLetterDir, { recursive: true, force: true })

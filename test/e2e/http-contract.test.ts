@@ -1064,7 +1064,8 @@ describe("503 queue full, all-or-nothing (STORAGE=s3 against a store that never 
     const admittedBytes: Array<number> = []
 
     beforeAll(async () => {
-      full = await startService(hangingEnv({ MAX_QUEUE: "5", SHUTDOWN_TIMEOUT_MS: "3000" }))
+      // Memory durability: the draining case below checks the dead-lettering at shutdown.
+      full = await startService(hangingEnv({ MAX_QUEUE: "5", SHUTDOWN_TIMEOUT_MS: "3000", DURABILITY: "memory" }))
     })
     afterAll(async () => {
       await stopService(full, "SIGKILL")

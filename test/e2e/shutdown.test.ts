@@ -132,7 +132,9 @@ describe("graceful shutdown", () => {
         AWS_SECRET_ACCESS_KEY: "x",
         UPLOAD_TIMEOUT_MS: "60000",
         SHUTDOWN_TIMEOUT_MS: "3000",
-        BATCH_MAX_WAIT_MS: "0"
+        BATCH_MAX_WAIT_MS: "0",
+        // With the journal nothing is dead-lettered at shutdown: the journal case is below.
+        DURABILITY: "memory"
       })
       const ids = Array.from({ length: 20 }, (_, i) => ({ id: `dl-${i}` }))
       const res = await fetch(`${service.url}/v1/payloads`, {
@@ -157,5 +159,32 @@ describe("graceful shutdown", () => {
       for (const socket of sockets) socket.destroy()
       stall.close()
     }
+  })
+
+  it("with the journal: exits 1 leaving what was not stored journaled, and the next start stores it", async () => {
+    // A local store whose every upload fails for a while: nothing is stored before the signal.
+    service = await startService({ STORE_FAULTS: "hang=1", SHUTDOWN_TIMEOUT_MS: "3000", BATCH_MAX_WAIT_MS: "0" })
+    const dataDir = service.dataDir
+    const ids = Array.from({ length: 20 }, (_, i) => ({ id: `j-${i}` }))
+    const res = await postJsonTo(service.port, JSON.stringify({ version: "1", token: "t", data: ids }))
+    expect(res.status).toBe(202)
+    expect(await service.stop("SIGTERM")).toBe(1)
+    expect(service.logs.find((l) => l.message === "shutdown")).toMatchObject({
+      accepted: 20,
+      stored: 0,
+      deadLettered: 0,
+      journaled: 20,
+      lost: 0
+    })
+    expect(readLines(join(dataDir, "dead-letter"))).toEqual([])
+
+    service = await startService({ DATA_DIR: dataDir })
+    const restarted = service
+    await waitFor("the journaled payloads stored", async () =>
+      readLines(join(dataDir, "objects")).length >= 20 ? true : undefined)
+    expect(restarted.logs.find((l) => l.message === "journal recovered")).toMatchObject({ payloads: 20 })
+    expect(await restarted.stop("SIGTERM")).toBe(0)
+    expect(readLines(join(dataDir, "objects")).map((l) => l.id).sort()).toEqual(ids.map((p) => p.id).sort())
+    expect(restarted.logs.find((l) => l.message === "shutdown")).toMatchObject({ recovered: 20, stored: 20, journaled: 0 })
   })
 })

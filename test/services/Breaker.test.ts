@@ -15,7 +15,7 @@ import * as TestClock from "effect/TestClock"
 import { Metrics } from "../../src/services/Metrics.js"
 import { ObjectStore, type StoreError } from "../../src/services/ObjectStore.js"
 import { makeUploader, type UploaderOptions } from "../../src/services/delivery/Uploader.js"
-import { buildQueue, job, sample } from "../support/queue.js"
+import { buildQueue, job, offerNow, sample } from "../support/queue.js"
 import { makeMemoryDeadLetter, makeScriptedStore, permanent, retryable, type Step } from "../support/stores.js"
 
 const body = new TextEncoder().encode("{\"id\":1}\n")
@@ -143,11 +143,11 @@ describe("store circuit breaker", () => {
         store.layer,
         dead.layer
       )
-      assert.strictEqual(queue.offer(job(1)), "admitted")
+      assert.strictEqual(offerNow(queue, job(1)), "admitted")
       while (!queue.storeDown()) yield* Effect.yieldNow()
       assert.strictEqual(queue.stats().deadLettered, 1, "the batch that met the permanent error")
-      assert.strictEqual(queue.offer(job(5, 1)), "admitted")
-      assert.strictEqual(queue.offer(job(1, 6)), "shedding")
+      assert.strictEqual(offerNow(queue, job(5, 1)), "admitted")
+      assert.strictEqual(offerNow(queue, job(1, 6)), "shedding")
       assert.strictEqual(queue.stats().accepted, 6)
       yield* close(60_000)
     }))

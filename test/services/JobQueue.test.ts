@@ -5,7 +5,7 @@ import * as Effect from "effect/Effect"
 import * as FastCheck from "effect/FastCheck"
 import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
-import { arrivalOf, awaitSleepers, buildQueue, ids, job, memoryQueue, sample } from "../support/queue.js"
+import { arrivalOf, awaitSleepers, buildQueue, ids, job, memoryQueue, offerNow, sample } from "../support/queue.js"
 import {
   FailingDeadLetter,
   makeHangingStore,
@@ -22,15 +22,15 @@ describe("JobQueue admission", () => {
       const { close, queue, store } = yield* memoryQueue({ maxQueue: 5, maxWorkers: 1 })
       // One synchronous block: no worker can take lines between the offers.
       const outcomes = yield* Effect.sync(() => [
-        queue.offer(job(3)),
-        queue.offer(job(3, 3)),
-        queue.offer(job(2, 6)),
-        queue.offer(job(1, 8))
+        offerNow(queue, job(3)),
+        offerNow(queue, job(3, 3)),
+        offerNow(queue, job(2, 6)),
+        offerNow(queue, job(1, 8))
       ])
       assert.deepStrictEqual(outcomes, ["admitted", "full", "admitted", "full"])
       assert.strictEqual(queue.stats().queued, 5)
       assert.strictEqual(queue.stats().accepted, 5)
-      assert.strictEqual(queue.offer(job(6)), "too_large")
+      assert.strictEqual(offerNow(queue, job(6)), "too_large")
       yield* close(1_000)
       const stored = [...store.objects.values()].flatMap(ids).sort((a, b) => a - b)
       assert.deepStrictEqual(stored, [0, 1, 2, 6, 7])
@@ -41,9 +41,9 @@ describe("JobQueue admission", () => {
       const size = job(1).bytes
       const { close, queue, store } = yield* memoryQueue({ maxQueueBytes: size * 4, maxWorkers: 1 })
       const outcomes = yield* Effect.sync(() => [
-        queue.offer(job(3)),
-        queue.offer(job(2, 3)),
-        queue.offer(job(1, 5))
+        offerNow(queue, job(3)),
+        offerNow(queue, job(2, 3)),
+        offerNow(queue, job(1, 5))
       ])
       assert.deepStrictEqual(outcomes, ["admitted", "full", "admitted"])
       assert.strictEqual(queue.stats().queuedBytes, size * 4)
@@ -55,11 +55,11 @@ describe("JobQueue admission", () => {
     Effect.gen(function*() {
       const { close, queue, store } = yield* memoryQueue({ maxQueue: 8, maxWorkers: 1, batchMaxItems: 4 })
       const outcomes = yield* Effect.sync(() => [
-        queue.offer(job(2, 0, 5)),
-        queue.offer(job(1, 2, 5)),
-        queue.offer(job(6, 100, 5)), // refused whole: nothing of it is appended
-        queue.offer(job(3, 3, 6)),
-        queue.offer(job(1, 6, 6))
+        offerNow(queue, job(2, 0, 5)),
+        offerNow(queue, job(1, 2, 5)),
+        offerNow(queue, job(6, 100, 5)), // refused whole: nothing of it is appended
+        offerNow(queue, job(3, 3, 6)),
+        offerNow(queue, job(1, 6, 6))
       ])
       assert.deepStrictEqual(outcomes, ["admitted", "admitted", "full", "admitted", "admitted"])
       assert.deepStrictEqual([queue.stats().queued, queue.stats().accepted], [7, 7])
@@ -75,12 +75,12 @@ describe("JobQueue admission", () => {
       const { close, metrics, queue } = yield* memoryQueue({ maxQueue: 10, maxWorkers: 1 })
       const accepted = (text: string) => Number(/^s3ingest_payloads_accepted_total (\d+)$/m.exec(text)?.[1])
       assert.strictEqual(accepted(yield* metrics.render), 0)
-      queue.offer(job(3))
-      queue.offer(job(20, 3)) // refused: not counted
-      queue.offer(job(2, 23))
+      offerNow(queue, job(3))
+      offerNow(queue, job(20, 3)) // refused: not counted
+      offerNow(queue, job(2, 23))
       assert.strictEqual(accepted(yield* metrics.render), 5)
       assert.strictEqual(accepted(yield* metrics.render), 5, "a second scrape adds nothing")
-      queue.offer(job(1, 25))
+      offerNow(queue, job(1, 25))
       assert.strictEqual(accepted(yield* metrics.render), 6)
       yield* close(1_000)
     }))
@@ -89,7 +89,7 @@ describe("JobQueue admission", () => {
     Effect.gen(function*() {
       const { close, queue, shutdown } = yield* memoryQueue({})
       yield* shutdown.closeIntake
-      assert.strictEqual(queue.offer(job(1)), "closed")
+      assert.strictEqual(offerNow(queue, job(1)), "closed")
       assert.strictEqual(queue.stats().accepted, 0)
       yield* close(0)
     }))
@@ -99,7 +99,7 @@ describe("JobQueue batching", () => {
   it.effect("closes a batch on items without waiting, and on the wait after its first line", () =>
     Effect.gen(function*() {
       const { close, queue, store } = yield* memoryQueue({ maxWorkers: 1, batchMaxItems: 3, batchMaxWaitMs: 200 })
-      queue.offer(job(7))
+      offerNow(queue, job(7))
       // Two full batches go without the clock moving at all.
       const first = yield* Queue.take(store.puts)
       const second = yield* Queue.take(store.puts)
@@ -120,10 +120,10 @@ describe("JobQueue batching", () => {
   it.effect("fills an open batch with lines that arrive during its wait", () =>
     Effect.gen(function*() {
       const { close, queue, store } = yield* memoryQueue({ maxWorkers: 4, batchMaxWaitMs: 200 })
-      queue.offer(job(2))
+      offerNow(queue, job(2))
       yield* awaitSleepers(1)
       yield* TestClock.adjust("100 millis")
-      queue.offer(job(3, 2))
+      offerNow(queue, job(3, 2))
       yield* TestClock.adjust("100 millis")
       const key = yield* Queue.take(store.puts)
       assert.deepStrictEqual(ids(store.objects.get(key)!), [0, 1, 2, 3, 4])
@@ -135,15 +135,15 @@ describe("JobQueue batching", () => {
     Effect.gen(function*() {
       const { close, queue, store } = yield* memoryQueue({ maxWorkers: 1, batchMaxItems: 3, batchMaxWaitMs: 200 })
       // The first batch opens at 0 and is due at 200, but fills at 50.
-      queue.offer(job(1))
+      offerNow(queue, job(1))
       yield* awaitSleepers(1)
       yield* TestClock.adjust("50 millis")
-      queue.offer(job(2, 1))
+      offerNow(queue, job(2, 1))
       assert.deepStrictEqual(ids(store.objects.get(yield* Queue.take(store.puts))!), [0, 1, 2])
       // The second opens at 60: at 200 the deadline wakes for a batch that has closed, and
       // the second's own wait ends at 260, not earlier.
       yield* TestClock.adjust("10 millis")
-      queue.offer(job(1, 3))
+      offerNow(queue, job(1, 3))
       yield* TestClock.adjust("199 millis")
       assert.strictEqual(yield* Queue.size(store.puts), 0)
       yield* TestClock.adjust("1 millis")
@@ -155,7 +155,7 @@ describe("JobQueue batching", () => {
     Effect.gen(function*() {
       const size = job(1).bytes
       const { close, queue, store } = yield* memoryQueue({ maxWorkers: 1, batchMaxBytes: size * 2, batchMaxWaitMs: 200 })
-      queue.offer(job(5))
+      offerNow(queue, job(5))
       const first = yield* Queue.take(store.puts)
       const second = yield* Queue.take(store.puts)
       assert.deepStrictEqual(ids(store.objects.get(first)!), [0, 1])
@@ -172,7 +172,7 @@ describe("JobQueue jobs", () => {
   it.effect("a request's payloads split across batches keep their order, with several workers", () =>
     Effect.gen(function*() {
       const { close, queue, store } = yield* memoryQueue({ maxWorkers: 3, batchMaxItems: 4, batchMaxWaitMs: 10_000 })
-      yield* Effect.sync(() => [queue.offer(job(3)), queue.offer(job(6, 3)), queue.offer(job(2, 9))])
+      yield* Effect.sync(() => [offerNow(queue, job(3)), offerNow(queue, job(6, 3)), offerNow(queue, job(2, 9))])
       yield* close(0)
       // Keys sort by their sequence number: the objects in the order they were collected.
       const objects = [...store.objects.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, body]) => ids(body))
@@ -189,7 +189,7 @@ describe("JobQueue jobs", () => {
         store.layer,
         dead.layer
       )
-      queue.offer(job(10))
+      offerNow(queue, job(10))
       yield* Queue.take(store.started)
       const { inFlight, queued, queuedBytes } = queue.stats()
       assert.deepStrictEqual([inFlight, queued], [4, 6])
@@ -208,13 +208,14 @@ describe("JobQueue shutdown", () => {
         batchMaxItems: 3,
         batchMaxWaitMs: 10_000
       })
-      queue.offer(job(10))
+      offerNow(queue, job(10))
       // No clock movement: closing intake lets open batches go without their wait.
       yield* close(0)
       const stored = [...store.objects.values()].flatMap(ids).sort((a, b) => a - b)
       assert.deepStrictEqual(stored, Array.from({ length: 10 }, (_, i) => i))
       assert.deepStrictEqual(queue.stats(), {
         accepted: 10,
+        recovered: 0,
         stored: 10,
         deadLettered: 0,
         lost: 0,
@@ -242,7 +243,7 @@ describe("JobQueue shutdown", () => {
         store.layer,
         dead.layer
       )
-      queue.offer(job(5))
+      offerNow(queue, job(5))
       const inFlightKey = yield* Queue.take(store.started)
       assert.deepStrictEqual(queue.stats().inFlight, 2)
       assert.deepStrictEqual(queue.stats().queued, 3)
@@ -274,7 +275,7 @@ describe("JobQueue shutdown", () => {
         store.layer,
         FailingDeadLetter
       )
-      queue.offer(job(3))
+      offerNow(queue, job(3))
       yield* Queue.take(store.started)
       yield* close(2_000)
       assert.strictEqual(queue.stats().lost, 3)
@@ -289,7 +290,7 @@ describe("JobQueue failures", () => {
       const store = yield* makeScriptedStore([permanent()])
       const dead = yield* makeMemoryDeadLetter
       const { close, queue } = yield* buildQueue({ maxWorkers: 1, batchMaxWaitMs: 0 }, store.layer, dead.layer)
-      queue.offer(job(2))
+      offerNow(queue, job(2))
       yield* close(0)
       assert.strictEqual(store.attempts.length, 1)
       assert.deepStrictEqual([...dead.files.values()].flatMap(ids), [0, 1])
@@ -301,9 +302,9 @@ describe("JobQueue failures", () => {
       const store = yield* makeScriptedStore(["die", "ok"])
       const dead = yield* makeMemoryDeadLetter
       const { close, queue } = yield* buildQueue({ maxWorkers: 1, batchMaxWaitMs: 0 }, store.layer, dead.layer)
-      queue.offer(job(1))
+      offerNow(queue, job(1))
       yield* Effect.yieldNow()
-      queue.offer(job(1, 1))
+      offerNow(queue, job(1, 1))
       yield* close(0)
       assert.strictEqual(store.attempts.length, 2)
       assert.deepStrictEqual([...dead.files.values()].flatMap(ids), [0])
@@ -322,7 +323,7 @@ describe("JobQueue objects", () => {
         maxWorkers: 1,
         batchMaxWaitMs: 0
       })
-      assert.strictEqual(queue.offer(job(50)), "admitted")
+      assert.strictEqual(offerNow(queue, job(50)), "admitted")
       yield* close(0)
       const [key, body] = [...store.bytes.entries()][0]!
       assert.match(key, /\.ndjson\.gz$/)
@@ -345,7 +346,7 @@ describe("JobQueue objects", () => {
         for (const values of collections) {
           const data = values.map((value, i) => ({ n: sent.length + i, value }))
           const arrival = arrivalOf(JSON.stringify({ version: "1", token: "t", data }))
-          if (queue.offer(arrival) === "admitted") sent.push(...data.map((payload) => JSON.stringify(payload)))
+          if (offerNow(queue, arrival) === "admitted") sent.push(...data.map((payload) => JSON.stringify(payload)))
         }
         yield* close(0)
         const lines = [...store.bytes.entries()]

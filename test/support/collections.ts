@@ -32,7 +32,7 @@ export const parseBody = (body: Buffer, maxDepth: number, profile: JsonProfile =
   const parsed = parseCollection(body, maxDepth, profile)
   if (parsed._tag === "Invalid") return parsed
   const arrival = makeArrival(body, parsed.collection, 0)
-  const job = makeSlabs(arrival.bytes, 1).write(arrival)
+  const job = makeSlabs(arrival.bytes, 1).write(arrival, 0)
   const lines = job.slab.memory.toString("utf8", job.start, job.start + job.bytes).split("\n").slice(0, -1)
   return { _tag: "Collection", collection: parsed.collection, lines }
 }

@@ -17,7 +17,8 @@ export const REJECTION_REASONS = [
   "not_found",
   "queue_full",
   "shedding",
-  "draining"
+  "draining",
+  "journal_unavailable"
 ] as const
 
 export type RejectionReason = (typeof REJECTION_REASONS)[number]

@@ -14,31 +14,42 @@ import * as TestClock from "effect/TestClock"
 import { parseCollection } from "../../src/domain/Collection.js"
 import { type Arrival, makeArrival } from "../../src/domain/Slabs.js"
 import { type Settings, testLayer } from "../../src/services/AppConfig.js"
-import { JobQueue } from "../../src/services/JobQueue.js"
+import { type Admission, JobQueue } from "../../src/services/JobQueue.js"
+import { Journal, JournalLive } from "../../src/services/journal/Journal.js"
 import { Metrics } from "../../src/services/Metrics.js"
 import { exitCodeOf, Shutdown, type ShutdownSummary } from "../../src/services/Shutdown.js"
 import type { DeadLetter, ObjectStore } from "../../src/services/ObjectStore.js"
+import { makeMemoryFiles, type MemoryFiles } from "./journalFiles.js"
 import { makeMemoryDeadLetter, makeMemoryStore } from "./stores.js"
 
+/**
+ * Without `files`, the queue runs with `DURABILITY=memory` (unless `settings` say otherwise) over a
+ * journal of its own in memory; with `files`, over that journal, so that a test can build a queue
+ * again over what an earlier one left.
+ */
 export const buildQueue = (
   settings: Partial<Settings>,
   store: Layer.Layer<ObjectStore>,
-  deadLetter: Layer.Layer<DeadLetter>
+  deadLetter: Layer.Layer<DeadLetter>,
+  files: MemoryFiles = makeMemoryFiles()
 ) =>
   Effect.gen(function*() {
     const summary = yield* Deferred.make<ShutdownSummary>()
     const scope = yield* Scope.make()
     // Plain objects unless a test asks for gzip: the memory store keeps them as text.
-    const config = testLayer({ objectCompression: "none", ...settings })
+    const config = testLayer({ objectCompression: "none", durability: "memory", dataDir: "/data", ...settings })
+    const base = Layer.mergeAll(Metrics.Default, store, deadLetter, config, Shutdown.layer(summary).pipe(Layer.provide(config)))
     const layer = JobQueue.Default.pipe(
-      Layer.provideMerge(
-        Layer.mergeAll(Metrics.Default, store, deadLetter, config, Shutdown.layer(summary).pipe(Layer.provide(config)))
-      )
+      Layer.provideMerge(JournalLive.pipe(Layer.provide(files.layer))),
+      Layer.provideMerge(base)
     )
     const context = yield* Layer.buildWithScope(layer, scope)
     return {
       queue: Context.get(context, JobQueue),
       metrics: Context.get(context, Metrics),
+      journal: Context.get(context, Journal),
+      /** The summary of the shutdown (waits for it). */
+      summary: Deferred.await(summary),
       shutdown: Context.get(context, Shutdown),
       /** The exit code the shutdown summary decides (waits for the shutdown). */
       exitCode: Effect.map(Deferred.await(summary), exitCodeOf),
@@ -60,6 +71,20 @@ export const memoryQueue = (settings: Partial<Settings>) =>
     const dead = yield* makeMemoryDeadLetter
     return { ...(yield* buildQueue(settings, store.layer, dead.layer)), store, dead }
   })
+
+/** Admits `arrival` and returns the answer, which must come at once (no journal in the way). */
+export const offerNow = (queue: JobQueue, arrival: Arrival): Admission => {
+  let answer: Admission | undefined
+  queue.offer(arrival, (admission) => {
+    answer = admission
+  })
+  if (answer === undefined) throw new Error("the answer waits for the journal")
+  return answer
+}
+
+/** Admits `arrival` and waits for the answer. */
+export const offer = (queue: JobQueue, arrival: Arrival) =>
+  Effect.async<Admission>((resume) => queue.offer(arrival, (admission) => resume(Effect.succeed(admission))))
 
 /** Waits (without moving the clock) until at least `count` sleeps are registered on the TestClock. */
 export const awaitSleepers = (count: number) =>

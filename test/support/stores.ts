@@ -112,12 +112,18 @@ export const makeMemoryDeadLetter = Effect.sync(() => {
   const files = new Map<string, string>()
   const layer = Layer.succeed(
     DeadLetter,
-    DeadLetter.of({ write: (key, body) => Effect.sync(() => void files.set(key, text(body))) })
+    DeadLetter.of({
+      write: (key, body) => Effect.sync(() => void files.set(key, text(body))),
+      exists: (key) => Effect.sync(() => files.has(key))
+    })
   )
   return { files, layer } as const
 })
 
 export const FailingDeadLetter = Layer.succeed(
   DeadLetter,
-  DeadLetter.of({ write: () => Effect.fail(storeError({ retryable: false, reason: "ENOSPC" })) })
+  DeadLetter.of({
+    write: () => Effect.fail(storeError({ retryable: false, reason: "ENOSPC" })),
+    exists: () => Effect.succeed(false)
+  })
 )

@@ -13,7 +13,7 @@
  * to the workers (OpenBatches). Lines in open batches count against the bounds, so partitions
  * cannot hold memory beyond them. At every moment
  *
- *   accepted = stored + deadLettered + lost + queued + inFlight
+ *   accepted + recovered = stored + deadLettered + lost + queued + inFlight
  *
  * where `queued` is the lines in batches no worker has taken, and lines reserved but not committed
  * are in none of these (`checkLedger`).
@@ -25,6 +25,8 @@ import { makeOpenBatches } from "./OpenBatches.js"
 
 export interface Ledger {
   readonly accepted: number
+  /** Lines found unsettled in the journal at start. */
+  readonly recovered: number
   readonly stored: number
   readonly deadLettered: number
   readonly lost: number
@@ -67,14 +69,19 @@ export interface Reservation {
 }
 
 export interface AdmissionBuffer {
-  /** Holds the arrival's lines against the bounds, or refuses them all. `storeDown`: keep head-room. */
-  readonly reserve: (arrival: Arrival, storeDown: boolean) => Reservation | Refusal
+  /**
+   * Holds the arrival's lines against the bounds, or refuses them all. `storeDown`: keep head-room;
+   * `record`: the journal record that will hold them.
+   */
+  readonly reserve: (arrival: Arrival, storeDown: boolean, record: number) => Reservation | Refusal
   /** The reserved lines join their partition's open batch at `now` and count as accepted. */
   readonly commit: (reservation: Reservation, now: number) => void
   /** The reserved lines are dropped: never taken, never counted. */
   readonly release: (reservation: Reservation) => void
   /** `reserve` and `commit` in one turn. */
   readonly admit: (arrival: Arrival, storeDown: boolean, now: number) => "admitted" | Refusal
+  /** A keyed batch recovered from the journal joins the queue, beyond the bounds if need be. */
+  readonly recover: (batch: Batch) => void
   /** Offers the batches whose window has passed by `now`; when the next one's does, if any. */
   readonly offerDue: (now: number) => number | undefined
   /** Offers every open batch now (intake has closed). */
@@ -93,7 +100,9 @@ export interface AdmissionBuffer {
 /** Where `ledger` breaks its invariant, or undefined. */
 export const checkLedger = (l: Ledger): string | undefined => {
   const settledOrHeld = l.stored + l.deadLettered + l.lost + l.queued + l.inFlight
-  if (l.accepted !== settledOrHeld) return `accepted ${l.accepted} ≠ ${settledOrHeld} settled, queued or in flight`
+  if (l.accepted + l.recovered !== settledOrHeld) {
+    return `accepted ${l.accepted} + recovered ${l.recovered} ≠ ${settledOrHeld} settled, queued or in flight`
+  }
   if (Object.values(l).some((n) => n < 0)) return `a negative count: ${JSON.stringify(l)}`
   return undefined
 }
@@ -113,6 +122,7 @@ export const makeAdmissionBuffer = (
   const shedBytes = settings.maxQueueBytes * settings.shedHighWater
 
   let accepted = 0
+  let recovered = 0
   let stored = 0
   let deadLettered = 0
   let lost = 0
@@ -192,14 +202,14 @@ export const makeAdmissionBuffer = (
   }
 
   return {
-    reserve: (arrival, storeDown) => {
+    reserve: (arrival, storeDown, record) => {
       const refused = refusal(arrival, storeDown)
       if (refused !== undefined) return refused
       reserved += arrival.count
       reservedBytes += arrival.bytes
       const version = versionOf(arrival)
       countVersion(version, arrival.count)
-      return { job: slabs.write(arrival), version }
+      return { job: slabs.write(arrival, record), version }
     },
     commit: ({ job, version }, now) => {
       reserved -= job.count
@@ -224,6 +234,11 @@ export const makeAdmissionBuffer = (
       relieve()
       return "admitted"
     },
+    recover: (batch) => {
+      recovered += batch.lines
+      queued += batch.lines
+      queuedBytes += batch.bytes
+    },
     offerDue: batches.offerDue,
     offerAll: batches.offerAll,
     take: (batch) => {
@@ -231,11 +246,12 @@ export const makeAdmissionBuffer = (
       queued -= batch.lines
       queuedBytes -= batch.bytes
       inFlight += batch.lines
-      countVersion(batch.version, -batch.lines)
+      // A recovered batch never counted against MAX_PARTITIONS.
+      if (batch.key === undefined) countVersion(batch.version, -batch.lines)
     },
     settle,
     releaseLines: slabs.release,
-    ledger: () => ({ accepted, stored, deadLettered, lost, queued, queuedBytes, inFlight }),
+    ledger: () => ({ accepted, recovered, stored, deadLettered, lost, queued, queuedBytes, inFlight }),
     whenIdle: (signal) => {
       if (queued === 0 && inFlight === 0) return signal()
       onIdle = signal

@@ -115,7 +115,7 @@ export const makeOpenBatches = (settings: BufferSettings, offer: (batch: Batch) 
           return
         }
       }
-      add(slabs.write(arrival), version, now)
+      add(slabs.write(arrival, 0), version, now)
     },
     offerDue: (now) => {
       while (first < openings.length) {

@@ -14,6 +14,7 @@ import { type Batch, type BodyBuffers, makeBodyBuffers } from "../../domain/Batc
 import type { Codec } from "../../domain/Codec.js"
 import type { DrainRate } from "../../domain/DrainRate.js"
 import type { AdmissionBuffer } from "../buffer/AdmissionBuffer.js"
+import type { JournalShape } from "../journal/Journal.js"
 import type { Metrics } from "../Metrics.js"
 import { type DeadLetterShape, type StoreError, storeErrorFields } from "../ObjectStore.js"
 import type { Uploader } from "./Uploader.js"
@@ -46,26 +47,30 @@ export interface DeliveryParts {
   readonly workers: number
   readonly batchMaxBytes: number
   readonly codec: Codec
+  readonly journal: JournalShape
   /** Batches taken and not yet settled, with their keys: a batch leaves it when it is settled. */
   readonly unsettled: Map<Batch, string>
 }
 
 export const makeDelivery = (parts: DeliveryParts): Delivery => {
-  const { buffer, codec, deadLetter, drainRate, metrics, unsettled, uploader } = parts
+  const { buffer, deadLetter, drainRate, journal, metrics, unsettled, uploader } = parts
   // One buffer per worker at most: a batch's body is in one until the batch is settled.
   const bodies: BodyBuffers = makeBodyBuffers(Math.min(parts.batchMaxBytes, BODY_BUFFER_BYTES), parts.workers)
 
   /**
    * `why`: the fields of the log line that say why the batch was not stored. A write that fails,
-   * or dies, loses the batch: it is counted lost either way, so the books still balance.
+   * or dies, loses the batch, unless the journal holds it: then it stays there, in flight, for the
+   * next start to upload.
    */
-  const deadLetterBatch = (key: string, count: number, body: Uint8Array, why: Record<string, unknown>) =>
-    deadLetter.write(key, body).pipe(
+  const deadLetterBatch = (batch: Batch, key: string, body: Uint8Array, why: Record<string, unknown>) => {
+    const count = batch.lines
+    return deadLetter.write(key, body).pipe(
       Effect.matchCauseEffect({
         onSuccess: () =>
           Effect.sync(() => {
             buffer.settle(count, "deadLettered")
             metrics.payloadsDeadLettered.inc(count)
+            if (batch.journalId > 0) journal.settle(batch.journalId, batch.spans, "deadLettered")
           }).pipe(
             Effect.zipRight(
               Effect.logWarning("batch dead-lettered").pipe(Effect.annotateLogs({ key, payloads: count, ...why }))
@@ -73,11 +78,14 @@ export const makeDelivery = (parts: DeliveryParts): Delivery => {
           ),
         onFailure: (cause: Cause.Cause<StoreError>) =>
           Effect.sync(() => {
+            if (batch.journalId > 0) return
             buffer.settle(count, "lost")
             metrics.payloadsLost.inc(count)
           }).pipe(
             Effect.zipRight(
-              Effect.logError("dead-letter write failed: payloads lost").pipe(
+              Effect.logError(
+                batch.journalId > 0 ? "dead-letter write failed: payloads stay in the journal" : "dead-letter write failed: payloads lost"
+              ).pipe(
                 Effect.annotateLogs({
                   key,
                   payloads: count,
@@ -91,11 +99,13 @@ export const makeDelivery = (parts: DeliveryParts): Delivery => {
           )
       })
     )
+  }
 
   /** `acceptances`: when each request of the batch was acknowledged, and its payload count. */
-  const markStored = (count: number, acceptances: ReadonlyArray<number>, raw: number, stored: number) =>
+  const markStored = (batch: Batch, count: number, acceptances: ReadonlyArray<number>, raw: number, stored: number) =>
     Effect.map(Clock.currentTimeMillis, (now) => {
       buffer.settle(count, "stored")
+      if (batch.journalId > 0) journal.settle(batch.journalId, batch.spans, "stored")
       metrics.payloadsStored.inc(count)
       metrics.objectsStored.inc()
       metrics.objectBytes(raw, stored)
@@ -127,6 +137,7 @@ export const makeDelivery = (parts: DeliveryParts): Delivery => {
         batch.jobs = []
       }
       const raw = batch.raw
+      const codec = batch.codec ?? parts.codec
       if (codec.compression === "none") {
         batch.body = raw
         batch.raw = undefined
@@ -158,27 +169,31 @@ export const makeDelivery = (parts: DeliveryParts): Delivery => {
       // shutdown never finds a booked batch unsettled and books it a second time.
       const book = (outcome: Effect.Effect<void>) =>
         Effect.uninterruptible(Effect.zipRight(outcome, Effect.sync(() => done(batch))))
-      return Effect.flatMap(objectBody(batch), (body) =>
+      // The batch record is durable before any of its bytes leave the process.
+      const recorded = batch.journalId > 0 && batch.key === undefined
+        ? journal.recordBatch(batch.journalId, key, parts.codec, batch.spans)
+        : Effect.void
+      return Effect.zipRight(recorded, objectBody(batch)).pipe(Effect.flatMap((body) =>
         uploader.upload(key, body).pipe(
           Effect.matchCauseEffect({
-            onSuccess: () => book(markStored(count, acceptances, raw, body.length)),
+            onSuccess: () => book(markStored(batch, count, acceptances, raw, body.length)),
             onFailure: (cause) =>
               book(Option.match(Cause.failureOption(cause), {
                 onNone: () =>
                   Effect.logError("upload defect", cause).pipe(
-                    Effect.zipRight(deadLetterBatch(key, count, body, { reason: "upload defect" }))
+                    Effect.zipRight(deadLetterBatch(batch, key, body, { reason: "upload defect" }))
                   ),
-                onSome: (error) => deadLetterBatch(key, count, body, storeErrorFields(error))
+                onSome: (error) => deadLetterBatch(batch, key, body, storeErrorFields(error))
               }))
           })
-        ))
+        )))
     })
 
   return {
     deliver,
     deadLetter: (batch, key) =>
       objectBody(batch).pipe(
-        Effect.flatMap((body) => deadLetterBatch(key, batch.lines, body, { reason: "shutdown before upload" })),
+        Effect.flatMap((body) => deadLetterBatch(batch, key, body, { reason: "shutdown before upload" })),
         // Only a failure of zlib itself leaves no bytes to write: the batch is lost, and says so.
         Effect.catchAllDefect((defect) =>
           Effect.sync(() => {

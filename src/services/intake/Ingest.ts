@@ -1,7 +1,8 @@
 /**
- * Admission of one collection, synchronous from start to end: parse and validate,
- * check the token, then offer its payloads to the queue as one job: all of them or none. Returns a
- * value the edge turns into a response; nothing here waits, so the edge needs no fiber.
+ * Admission of one collection: parse and validate, check the token, then offer its payloads to
+ * the queue as one job, all of them or none, synchronously. The answer comes through a callback
+ * the edge turns into a response: at once, or when the journal's fsync covering it completes. No
+ * fiber waits for it.
  */
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as Effect from "effect/Effect"
@@ -9,7 +10,7 @@ import { parseCollection } from "../../domain/Collection.js"
 import type { Rejection } from "../../domain/Rejection.js"
 import { makeArrival } from "../../domain/Slabs.js"
 import { AppConfig } from "../AppConfig.js"
-import { JobQueue } from "../JobQueue.js"
+import { type Admission, JobQueue } from "../JobQueue.js"
 
 export type AdmitResult =
   | { readonly _tag: "Accepted"; readonly count: number }
@@ -17,6 +18,9 @@ export type AdmitResult =
 
 const rejected = (rejection: Rejection, retryAfter?: number): AdmitResult =>
   retryAfter === undefined ? { _tag: "Rejected", rejection } : { _tag: "Rejected", rejection, retryAfter }
+
+/** The journal probes itself about once a second. */
+const JOURNAL_RETRY_AFTER = 1
 
 const digest = (token: string): Buffer => createHash("sha256").update(token, "utf8").digest()
 
@@ -40,17 +44,8 @@ const make = Effect.gen(function*() {
   const queue = yield* JobQueue
   const tokenAllowed = makeTokenCheck(config.ingestTokens)
 
-  /** Admits the collection in `body`; the queue copies what it keeps, so the body is not held. */
-  const admit = (body: Buffer, now: number): AdmitResult => {
-    const parsed = parseCollection(body, config.maxJsonDepth, config.jsonProfile)
-    if (parsed._tag === "Invalid") return rejected(parsed.error)
-    const collection = parsed.collection
-    if (!tokenAllowed(collection.token)) return rejected({ reason: "unauthorized", message: "token not allowed" })
-    const count = collection.payloads.count
-    if (count > config.maxPayloadsPerRequest) {
-      return rejected({ reason: "too_many_payloads", message: `more than ${config.maxPayloadsPerRequest} payloads` })
-    }
-    switch (queue.offer(makeArrival(body, collection, now))) {
+  const outcome = (admission: Admission, count: number): AdmitResult => {
+    switch (admission) {
       case "admitted":
         return { _tag: "Accepted", count }
       case "too_large":
@@ -61,7 +56,26 @@ const make = Effect.gen(function*() {
         return rejected({ reason: "shedding", message: "store unavailable, retry later" }, queue.retryAfterSeconds())
       case "full":
         return rejected({ reason: "queue_full", message: "queue full, retry later" }, queue.retryAfterSeconds())
+      case "journal_unavailable":
+        return rejected({ reason: "journal_unavailable", message: "journal unavailable, retry later" }, JOURNAL_RETRY_AFTER)
     }
+  }
+
+  /**
+   * Admits the collection in `body` and answers through `reply`: at once when it is refused or
+   * when nothing waits for the journal, else once its journal record is durable. The queue copies
+   * what it keeps, so the body is not held.
+   */
+  const admit = (body: Buffer, now: number, reply: (result: AdmitResult) => void): void => {
+    const parsed = parseCollection(body, config.maxJsonDepth, config.jsonProfile)
+    if (parsed._tag === "Invalid") return reply(rejected(parsed.error))
+    const collection = parsed.collection
+    if (!tokenAllowed(collection.token)) return reply(rejected({ reason: "unauthorized", message: "token not allowed" }))
+    const count = collection.payloads.count
+    if (count > config.maxPayloadsPerRequest) {
+      return reply(rejected({ reason: "too_many_payloads", message: `more than ${config.maxPayloadsPerRequest} payloads` }))
+    }
+    queue.offer(makeArrival(body, collection, now), (admission) => reply(outcome(admission, count)))
   }
 
   return {

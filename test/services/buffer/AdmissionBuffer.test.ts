@@ -50,13 +50,14 @@ const versioned = (version: string, count: number, from: number) =>
 describe("AdmissionBuffer: admission", () => {
   it("is all-or-nothing at the payload bound, counting reserved lines against it", () => {
     const { buffer } = bufferWith()
-    const held = buffer.reserve(job(4), false)
+    const held = buffer.reserve(job(4), false, 0)
     assert.notStrictEqual(typeof held, "string")
     assert.strictEqual(buffer.admit(job(6, 4), false, 0), "admitted")
     assert.strictEqual(buffer.admit(job(1, 10), false, 0), "full", "4 reserved + 6 queued")
     assert.strictEqual(buffer.admit(job(11), false, 0), "too_large")
     assert.deepStrictEqual(buffer.ledger(), {
       accepted: 6,
+      recovered: 0,
       stored: 0,
       deadLettered: 0,
       lost: 0,
@@ -84,8 +85,8 @@ describe("AdmissionBuffer: admission", () => {
 
   it("reserved lines join no batch and count as accepted only once committed; released ones never", () => {
     const { buffer, offered } = bufferWith({ batchMaxWaitMs: 0 })
-    const first = buffer.reserve(job(2), false) as Reservation
-    const second = buffer.reserve(job(3, 2), false) as Reservation
+    const first = buffer.reserve(job(2), false, 0) as Reservation
+    const second = buffer.reserve(job(3, 2), false, 0) as Reservation
     assert.deepStrictEqual([offered.length, buffer.ledger().accepted], [0, 0])
     buffer.release(first)
     buffer.commit(second, 0)
@@ -169,7 +170,7 @@ describe("AdmissionBuffer: batches", () => {
   it("counts reserved lines' versions against MAX_PARTITIONS, and a release frees its version", () => {
     const { buffer } = bufferWith({ partitions: template("{version}"), maxPartitions: 2 })
     const reserve = (version: string, id: number) => {
-      const reservation = buffer.reserve(versioned(version, 1, id), false)
+      const reservation = buffer.reserve(versioned(version, 1, id), false, 0)
       if (typeof reservation === "string") throw new Error(reservation)
       return reservation
     }
@@ -281,7 +282,7 @@ describe("AdmissionBuffer: the ledger", () => {
           next += s.count
           break
         case "reserve": {
-          const reservation = buffer.reserve(versioned(s.version, s.count, next), s.storeDown)
+          const reservation = buffer.reserve(versioned(s.version, s.count, next), s.storeDown, 0)
           if (typeof reservation !== "string") {
             reservations.push(reservation)
             held.set(reservation, idsOfArrival(next, s.count))
