@@ -81,10 +81,7 @@ const make = Effect.gen(function*() {
     let key = batch.key
     if (key === undefined) {
       key = keyOf(batch.partition, batch.openedAt, codec)
-      if (journal.admits) {
-        batch.journalId = journal.nextId()
-        batch.spans = spansOf(batch.jobs)
-      }
+      if (journal.admits) batch.spans = spansOf(batch.jobs)
     }
     unsettled.set(batch, key)
     return key

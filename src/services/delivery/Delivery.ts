@@ -170,8 +170,10 @@ export const makeDelivery = (parts: DeliveryParts): Delivery => {
       const book = (outcome: Effect.Effect<void>) =>
         Effect.uninterruptible(Effect.zipRight(outcome, Effect.sync(() => done(batch))))
       // The batch record is durable before any of its bytes leave the process.
-      const recorded = batch.journalId > 0 && batch.key === undefined
-        ? journal.recordBatch(batch.journalId, key, parts.codec, batch.spans)
+      const recorded = journal.admits && batch.key === undefined
+        ? Effect.map(journal.recordBatch(key, parts.codec, batch.spans), (id) => {
+          batch.journalId = id
+        })
         : Effect.void
       return Effect.zipRight(recorded, objectBody(batch)).pipe(Effect.flatMap((body) =>
         uploader.upload(key, body).pipe(

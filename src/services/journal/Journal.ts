@@ -23,7 +23,8 @@ import { AppConfig } from "../AppConfig.js"
 import { Metrics } from "../Metrics.js"
 import { JournalFiles } from "./JournalFiles.js"
 import { type Recovered, recoverJournal, JournalUnreadable } from "./Recovery.js"
-import { makeSegments } from "./Segments.js"
+import { makeCompaction } from "./Compaction.js"
+import { makeSegments, setLive } from "./Segments.js"
 import { type Durable, makeWriter } from "./Writer.js"
 
 export interface JournalShape {
@@ -31,12 +32,12 @@ export interface JournalShape {
   readonly admits: boolean
   /** Writes are failing: intake answers 503 until a probe succeeds. */
   readonly failing: () => boolean
-  /** A fresh record id. */
+  /** A fresh id for a lines record, staged in the same turn. */
   readonly nextId: () => number
   /** Stages the lines record of a reserved job; `done(true)` once fsynced, `done(false)` if the write failed. */
   readonly appendLines: (job: Job, version: string, done: Durable) => void
-  /** The batch record, fsynced; tried again about once a second while the journal fails. */
-  readonly recordBatch: (id: number, key: string, codec: Codec, spans: ReadonlyArray<Span>) => Effect.Effect<void>
+  /** Writes a batch record and waits for its fsync (again about once a second while the journal fails); its id. */
+  readonly recordBatch: (key: string, codec: Codec, spans: ReadonlyArray<Span>) => Effect.Effect<number>
   /** The batch is stored or dead-lettered: once that is durable, its segments may go. */
   readonly settle: (id: number, spans: ReadonlyArray<Span>, outcome: Outcome) => void
   /** What the journal held at start, and when its reading began. */
@@ -65,10 +66,22 @@ const make = Effect.gen(function*() {
   )
   const segments = makeSegments()
   for (const segment of recovered.segments) segments.add(segment)
+  for (const record of recovered.live) {
+    if (record.copy) segments.relocate(record.id, record.kind, undefined, record.segment, record.count)
+    else setLive(record.segment, record.id, record.kind, record.count)
+  }
   metrics.setJournalProbe(segments.bytes)
   if (recovered.corruptRecords > 0) metrics.journalCorrupt(recovered.corruptRecords)
 
-  const writer = yield* makeWriter(files, dir, recovered.nextSeq, recovered.previousEnd, segmentBytesFor(config.maxQueueBytes), segments, {
+  const segmentBytes = segmentBytesFor(config.maxQueueBytes)
+  let lastId = recovered.nextId - 1
+  const nextId = () => ++lastId
+  // Spans of recorded batches not yet settled: what compaction must keep.
+  const unsettled = new Map<number, ReadonlyArray<Span>>()
+  for (const batch of recovered.batches) unsettled.set(batch.id, batch.spans)
+  let compaction: { readonly check: Effect.Effect<void> } | undefined
+
+  const writer = yield* makeWriter(files, dir, recovered.nextSeq, recovered.previousEnd, segmentBytes, segments, {
     fsyncSeconds: metrics.journalFsync,
     writeError: (error) =>
       Effect.sync(() => metrics.journalWriteError()).pipe(
@@ -79,8 +92,20 @@ const make = Effect.gen(function*() {
     recovered: Effect.logInfo("journal writable again"),
     afterWrite: Effect.suspend(() => {
       const removable = segments.takeRemovable(writer.current())
-      return Effect.forEach(removable, (segment) => Effect.ignoreLogged(files.remove(segment.path)), { discard: true })
+      return Effect.forEach(removable, (segment) => Effect.ignoreLogged(files.remove(segment.path)), { discard: true }).pipe(
+        Effect.zipRight(compaction?.check ?? Effect.void)
+      )
     })
+  })
+  compaction = makeCompaction({
+    files,
+    segments,
+    writer,
+    unsettled,
+    nextId,
+    // About twice the queue's bound plus a segment (what settled records and one open segment add).
+    boundBytes: 2 * config.maxQueueBytes + segmentBytes,
+    scope: yield* Effect.scope
   })
   yield* Effect.forkScoped(Effect.interruptible(writer.run))
   yield* Effect.addFinalizer(() =>
@@ -93,27 +118,30 @@ const make = Effect.gen(function*() {
     })
   )
 
-  let lastId = recovered.nextId - 1
-  /** Stages `frame` and waits for its fsync: true if it is durable. */
-  const stageFrame = (frame: Buffer, id: number, lines: number, batches: number) =>
-    Effect.async<boolean>((resume) =>
-      writer.stage(frame.length, (out, at) => frame.copy(out, at), id, lines, batches, (durable) =>
-        resume(Effect.succeed(durable)))
-    )
+  const copy = (frame: Buffer) => (out: Buffer, at: number) => void frame.copy(out, at)
 
-  const recordBatch = (id: number, key: string, codec: Codec, spans: ReadonlyArray<Span>) =>
-    Effect.suspend(() => {
+  /** The batch record, fsynced; its id is taken as it is staged, so ids stay in write order. */
+  const recordBatch = (key: string, codec: Codec, spans: ReadonlyArray<Span>) =>
+    Effect.async<number | undefined>((resume) => {
+      const id = nextId()
       const frame = batchFrame(id, key, codec.compression, codec.level, spans)
-      // Its lines are counted live where they were journaled; the record counts itself.
-      return Effect.flatMap(stageFrame(frame, id, 0, 1), (durable) => durable ? Effect.void : Effect.fail("retry" as const))
-    }).pipe(Effect.retry(RETRY_EVERY), Effect.orDie)
+      writer.stage(frame.length, copy(frame), id, "batch", 1, (durable) => {
+        if (durable) unsettled.set(id, spans)
+        resume(Effect.succeed(durable ? id : undefined))
+      })
+    }).pipe(
+      Effect.flatMap((id) => id === undefined ? Effect.fail("not durable" as const) : Effect.succeed(id)),
+      Effect.retry(RETRY_EVERY),
+      Effect.orDie
+    )
 
   const settle = (id: number, spans: ReadonlyArray<Span>, outcome: Outcome) => {
     const frame = settledFrame(id, outcome)
     const stageSettled = (): void =>
-      writer.stage(frame.length, (out, at) => frame.copy(out, at), 0, 0, 0, (durable) => {
-        if (durable) segments.settle(id, spans)
-        else stageSettled()
+      writer.stage(frame.length, copy(frame), 0, "batch", 0, (durable) => {
+        if (!durable) return stageSettled()
+        unsettled.delete(id)
+        segments.settle(id, spans)
       })
     stageSettled()
   }
@@ -121,8 +149,11 @@ const make = Effect.gen(function*() {
   // Live records of damaged segments are written again, then those segments are set aside.
   if (recovered.carried.length > 0 || recovered.quarantine.length > 0) {
     const carried = yield* Effect.forEach(recovered.carried, (entry) =>
-      stageFrame(entry.frame, 0, entry.lines, entry.batches).pipe(
-        Effect.tap((durable) => durable ? Effect.sync(() => segments.moved(entry.id, writer.current()!)) : Effect.void)
+      Effect.async<boolean>((resume) =>
+        writer.stage(entry.frame.length, copy(entry.frame), 0, entry.kind, 0, (durable) => {
+          if (durable) segments.relocate(entry.id, entry.kind, undefined, writer.current()!, entry.count)
+          resume(Effect.succeed(durable))
+        })
       ), { concurrency: "unbounded" })
     if (carried.every((durable) => durable)) {
       yield* files.mkdir(corruptDir).pipe(Effect.ignoreLogged)
@@ -138,19 +169,17 @@ const make = Effect.gen(function*() {
   return Journal.of({
     admits: config.durability === "journal",
     failing: writer.failing,
-    nextId: () => ++lastId,
-    appendLines: (job, version, done) => {
-      const bytes = linesFrameBytes(version, job.bytes)
+    nextId,
+    appendLines: (job, version, done) =>
       writer.stage(
-        bytes,
+        linesFrameBytes(version, job.bytes),
         (out, at) =>
-          writeLines(out, at, job.record, job.acceptedAt, job.count, version, job.slab.memory, job.start, job.bytes),
+          void writeLines(out, at, job.record, job.acceptedAt, job.count, version, job.slab.memory, job.start, job.bytes),
         job.record,
+        "lines",
         job.count,
-        0,
         done
-      )
-    },
+      ),
     recordBatch,
     settle,
     recovered,

@@ -12,7 +12,7 @@ import type { Compression } from "../../domain/Codec.js"
 import { FORMAT_VERSION, type JournalRecord, readHeader, type Span } from "../../domain/journal/Records.js"
 import { type ScannedRecord, scanSegment } from "../../domain/journal/Scan.js"
 import type { JournalFilesShape, JournalIoError } from "./JournalFiles.js"
-import type { Segment } from "./Segments.js"
+import { newSegment, type RecordKind, type Segment } from "./Segments.js"
 
 /** A segment of a format this version cannot read: the start stops rather than guess. */
 export class JournalUnreadable extends Data.TaggedError("JournalUnreadable")<{
@@ -45,10 +45,13 @@ export interface Recovered {
   readonly unbatched: ReadonlyArray<RecoveredLines>
   /** Unsettled batches some of whose lines cannot be read. */
   readonly unreadable: ReadonlyArray<{ readonly id: number; readonly key: string; readonly spans: ReadonlyArray<Span> }>
-  /** The segments kept, with what they hold live. */
+  /** The segments kept, and the live records in them. */
   readonly segments: ReadonlyArray<Segment>
+  readonly live: ReadonlyArray<LiveRecord>
   /** Live records of damaged segments, to be written again before those are set aside. */
-  readonly carried: ReadonlyArray<{ readonly id: number; readonly frame: Buffer; readonly lines: number; readonly batches: number }>
+  readonly carried: ReadonlyArray<
+    { readonly id: number; readonly frame: Buffer; readonly kind: RecordKind; readonly count: number }
+  >
   readonly quarantine: ReadonlyArray<string>
   readonly nextId: number
   readonly nextSeq: number
@@ -82,6 +85,17 @@ interface Found {
   readonly segment: Segment
   readonly file: Buffer
   readonly damaged: boolean
+  /** Copied into this segment from an older one (its id is below the segment's own). */
+  readonly copy: boolean
+}
+
+/** A record recovery found live, and where: what the journal counts at start. */
+export interface LiveRecord {
+  readonly segment: Segment
+  readonly id: number
+  readonly kind: RecordKind
+  readonly count: number
+  readonly copy: boolean
 }
 
 export const recoverJournal = (
@@ -102,6 +116,10 @@ export const recoverJournal = (
     let corruptRecords = 0
     let maxId = 0
     let previousEnd = 0
+    // Ids of records written in a segment grow from one segment to the next; a lower one there
+    // was copied from an older segment, and is counted where it is without moving the segment's
+    // first id.
+    let floor = 0
 
     for (let i = 0; i < names.length; i++) {
       const path = join(dir, names[i]!)
@@ -122,7 +140,7 @@ export const recoverJournal = (
         else quarantine.push(path)
         continue
       }
-      const segment: Segment = { seq, path, firstId: Infinity, bytes: scan.end, liveLines: 0, liveBatches: 0 }
+      const segment = newSegment(seq, path, scan.end)
       const damaged = scan.corrupt > 0
       corruptRecords += scan.corrupt
       if (damaged) {
@@ -134,25 +152,28 @@ export const recoverJournal = (
       previousEnd = scan.end
       for (const scanned of scan.records) {
         const record = scanned.record
-        const found: Found = { scanned, segment, file, damaged }
         if (record._tag === "Lines" || record._tag === "Batch") {
+          const copy = record.id < floor
+          const found: Found = { scanned, segment, file, damaged, copy }
           maxId = Math.max(maxId, record.id)
-          if (record.id < segment.firstId) segment.firstId = record.id
+          if (!copy && record.id < segment.firstId) segment.firstId = record.id
           const into = record._tag === "Lines" ? lines : batches
           // A record copied forward may also be in the segment it was copied from: the first wins.
           if (!into.has(record.id)) into.set(record.id, found)
         } else if (record._tag === "Settled") settled.add(record.batch)
       }
+      floor = maxId + 1
     }
 
     // Lines each batch names, settled or not, are spoken for: only the rest is queued again.
     const covered = new Map<number, Array<Span>>()
     const recovered: Array<RecoveredBatch> = []
     const unreadable: Array<{ id: number; key: string; spans: ReadonlyArray<Span> }> = []
-    const carried: Array<{ id: number; frame: Buffer; lines: number; batches: number }> = []
+    const carried: Array<{ id: number; frame: Buffer; kind: RecordKind; count: number }> = []
     // Live lines per line record: in a rebuilt batch, or in none.
-    const live = new Map<number, number>()
-    const addLive = (id: number, count: number) => live.set(id, (live.get(id) ?? 0) + count)
+    const liveLines = new Map<number, number>()
+    const addLive = (id: number, count: number) => liveLines.set(id, (liveLines.get(id) ?? 0) + count)
+    const live: Array<LiveRecord> = []
     const frameOf = (found: Found) => found.file.subarray(found.scanned.at, found.scanned.end)
 
     for (const [id, found] of batches) {
@@ -181,8 +202,8 @@ export const recoverJournal = (
         addLive(span.record, span.count)
         count += span.count
       }
-      if (found.damaged) carried.push({ id, frame: frameOf(found), lines: 0, batches: 1 })
-      else found.segment.liveBatches++
+      if (found.damaged) carried.push({ id, frame: frameOf(found), kind: "batch", count: 1 })
+      else live.push({ segment: found.segment, id, kind: "batch", count: 1, copy: found.copy })
       recovered.push({
         id,
         key: batch.key,
@@ -219,10 +240,10 @@ export const recoverJournal = (
         addLive(id, count)
       }
     }
-    for (const [id, count] of live) {
+    for (const [id, count] of liveLines) {
       const found = lines.get(id)!
-      if (found.damaged) carried.push({ id, frame: frameOf(found), lines: count, batches: 0 })
-      else found.segment.liveLines += count
+      if (found.damaged) carried.push({ id, frame: frameOf(found), kind: "lines", count })
+      else live.push({ segment: found.segment, id, kind: "lines", count, copy: found.copy })
     }
 
     const lastSeq = names.length === 0 ? 0 : Number(SEGMENT_NAME.exec(names[names.length - 1]!)?.[1] ?? 0)
@@ -231,6 +252,7 @@ export const recoverJournal = (
       unbatched,
       unreadable,
       segments: kept,
+      live,
       carried,
       quarantine,
       nextId: maxId + 1,

@@ -123,13 +123,16 @@ export const requeueRecovered = (parts: RequeueParts, startedAt: number) =>
       const partition = partitionPath(parts.partitions, now, version)
       for (const piece of cut(list, parts.batchMaxItems, parts.batchMaxBytes)) {
         const key = parts.keyOf(partition, now, parts.codec)
-        fresh.push(keyedBatch(key, parts.codec, journal.nextId(), piece.spans, Buffer.concat(piece.chunks), piece.lines, now))
+        fresh.push(keyedBatch(key, parts.codec, 0, piece.spans, Buffer.concat(piece.chunks), piece.lines, now))
       }
     }
     // Recorded together: one fsync for all of them.
     yield* Effect.forEach(
       fresh,
-      (batch) => journal.recordBatch(batch.journalId, batch.key!, parts.codec, batch.spans),
+      (batch) =>
+        Effect.map(journal.recordBatch(batch.key!, parts.codec, batch.spans), (id) => {
+          batch.journalId = id
+        }),
       { concurrency: "unbounded", discard: true }
     )
     for (const batch of fresh) enqueue(batch)

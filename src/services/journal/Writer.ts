@@ -16,7 +16,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { HEADER_BYTES, probeFrame, segmentHeader } from "../../domain/journal/Records.js"
 import type { JournalFilesShape, JournalIoError } from "./JournalFiles.js"
-import type { Segment, Segments } from "./Segments.js"
+import { newSegment, type RecordKind, type Segment, type Segments, setLive } from "./Segments.js"
 
 const PROBE_EVERY = Duration.seconds(1)
 const INITIAL_STAGING = 256 * 1024
@@ -33,15 +33,16 @@ export interface WriterHooks {
 
 export interface Writer {
   /**
-   * Stages a record of `bytes` bytes that `fill` writes at `at` of `out`; `id` is its record id
-   * (0 for a settled record), `lines` and `batches` what it adds to its segment's live counts.
+   * Stages a record of `bytes` bytes that `fill` writes at `at` of `out`. `id` is its record id,
+   * counted live in the segment it lands in as `kind` with `count`; 0 for a record nothing will
+   * look up by id (settled, probe, or a copy whose caller relocates it).
    */
   readonly stage: (
     bytes: number,
     fill: (out: Buffer, at: number) => void,
     id: number,
-    lines: number,
-    batches: number,
+    kind: RecordKind,
+    count: number,
     done: Durable
   ) => void
   /** A write or fsync failed and no probe has succeeded since. */
@@ -70,9 +71,9 @@ export const makeWriter = (
     let spare = Buffer.allocUnsafeSlow(INITIAL_STAGING)
     let length = 0
     let callbacks: Array<Durable> = []
-    let lines = 0
-    let batches = 0
-    let firstId = Infinity
+    let ids: Array<number> = []
+    let kinds: Array<RecordKind> = []
+    let counts: Array<number> = []
     let writing = false
     let failing = false
     let quiet: Array<() => void> = []
@@ -84,7 +85,7 @@ export const makeWriter = (
     let position = previousEnd
     let abandoned = false
 
-    const stage: Writer["stage"] = (bytes, fill, id, addLines, addBatches, done) => {
+    const stage: Writer["stage"] = (bytes, fill, id, kind, count, done) => {
       if (length + bytes > buffer.length) {
         const larger = Buffer.allocUnsafeSlow(Math.max(buffer.length * 2, length + bytes))
         buffer.copy(larger, 0, 0, length)
@@ -93,9 +94,11 @@ export const makeWriter = (
       fill(buffer, length)
       length += bytes
       callbacks.push(done)
-      lines += addLines
-      batches += addBatches
-      if (id > 0 && id < firstId) firstId = id
+      if (id > 0) {
+        ids.push(id)
+        kinds.push(kind)
+        counts.push(count)
+      }
       staged.unsafeOpen()
     }
 
@@ -113,7 +116,7 @@ export const makeWriter = (
       yield* files.writeAt(handle, header, header.length, 0)
       yield* files.sync(handle)
       yield* files.syncDir(dir)
-      current = { seq, path, firstId: Infinity, bytes: HEADER_BYTES, liveLines: 0, liveBatches: 0 }
+      current = newSegment(seq, path, HEADER_BYTES)
       segments.add(current)
       position = HEADER_BYTES
       abandoned = false
@@ -134,16 +137,14 @@ export const makeWriter = (
       const out = buffer
       const bytes = length
       const done = callbacks
-      const addLines = lines
-      const addBatches = batches
-      const first = firstId
+      const written = { ids, kinds, counts }
       buffer = spare
       spare = out
       length = 0
       callbacks = []
-      lines = 0
-      batches = 0
-      firstId = Infinity
+      ids = []
+      kinds = []
+      counts = []
       writing = true
       const exit = yield* Effect.exit(Effect.gen(function*() {
         if (fd === undefined || abandoned || (position + bytes > segmentBytes && position > HEADER_BYTES)) {
@@ -159,9 +160,9 @@ export const makeWriter = (
         position += bytes
         const segment = current!
         segment.bytes = position
-        segment.liveLines += addLines
-        segment.liveBatches += addBatches
-        if (first < segment.firstId) segment.firstId = first
+        for (let i = 0; i < written.ids.length; i++) {
+          setLive(segment, written.ids[i]!, written.kinds[i]!, written.counts[i]!)
+        }
         if (failing) {
           failing = false
           yield* hooks.recovered
@@ -185,7 +186,7 @@ export const makeWriter = (
     const probe = Effect.flatMap(Clock.currentTimeMillis, (now) =>
       Effect.sync(() => {
         const frame = probeFrame(now)
-        if (length === 0) stage(frame.length, (out, at) => frame.copy(out, at), 0, 0, 0, () => {})
+        if (length === 0) stage(frame.length, (out, at) => frame.copy(out, at), 0, "lines", 0, () => {})
       }))
 
     const run: Effect.Effect<never> = Effect.gen(function*() {

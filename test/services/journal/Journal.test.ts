@@ -9,9 +9,9 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
-import { buildQueue, ids, job, offer, sample } from "../../support/queue.js"
+import { arrivalOf, buildQueue, ids, job, offer, sample } from "../../support/queue.js"
 import { makeMemoryFiles } from "../../support/journalFiles.js"
-import { makeHangingStore, makeMemoryDeadLetter, makeMemoryStore } from "../../support/stores.js"
+import { makeHangingStore, makeMemoryDeadLetter, makeMemoryStore, makeScriptedStore } from "../../support/stores.js"
 import { JournalLive } from "../../../src/services/journal/Journal.js"
 import { testLayer } from "../../../src/services/AppConfig.js"
 import { Metrics } from "../../../src/services/Metrics.js"
@@ -194,5 +194,45 @@ describe("journal: recovery", () => {
       )))
       assert.isTrue(Exit.isFailure(exit))
       assert.match(String(Exit.isFailure(exit) ? exit.cause : ""), /JournalUnreadable/)
+    }))
+})
+
+describe("journal: compaction", () => {
+  /** `count` payloads of about 1 KB each, ids from `from`. */
+  const large = (from: number, count: number) =>
+    arrivalOf(JSON.stringify({
+      version: "1",
+      token: "t",
+      data: Array.from({ length: count }, (_, i) => ({ id: from + i, pad: "x".repeat(1000) }))
+    }))
+
+  it.effect("a batch that never stores does not keep old segments: they are compacted, and a crash then recovers only it", () =>
+    Effect.gen(function*() {
+      const files = makeMemoryFiles()
+      const store = yield* makeScriptedStore(["hang", "ok"])
+      const dead = yield* makeMemoryDeadLetter
+      const settings = { ...journaled, maxQueueBytes: 65_536, batchMaxItems: 10, uploadTimeoutMs: 1_000_000 }
+      const first = yield* buildQueue(settings, store.layer, dead.layer, files)
+      // About 2.5 MB through the journal while the first batch hangs: past its bound of 2 × 64 KiB + 1 MiB.
+      let next = 0
+      while (next < 2_500) {
+        // 15 payloads to a request and 10 to a batch: the hung batch holds part of a request's record.
+        const admission = yield* offer(first.queue, large(next, 15))
+        if (admission === "admitted") next += 15
+        else yield* TestClock.adjust(1)
+      }
+      while (first.queue.stats().queued > 0 || first.queue.stats().inFlight > 10) yield* TestClock.adjust(1)
+      const hung = store.attempts[0]!.key
+      assert.notInclude(files.segments(JOURNAL), `${JOURNAL}/0000000001.journal`, "the oldest segment was compacted away")
+      const bytes = files.segments(JOURNAL).reduce((n, path) => n + files.files.get(path)!.length, 0)
+      assert.isBelow(bytes, 2 * 65_536 + 2 * 1_048_576)
+
+      const crashed = files.crash()
+      const again = yield* makeMemoryStore
+      const second = yield* buildQueue(journaled, again.layer, dead.layer, crashed)
+      yield* second.close(1_000)
+      assert.deepStrictEqual([...again.objects.keys()], [hung])
+      assert.deepStrictEqual(storedIds(again.objects), range(0, 10))
+      yield* first.close(30_000)
     }))
 })
