@@ -3,24 +3,29 @@
 // dir, free loopback port) with autocannon, for 1- and 10-payload collections of varied
 // telemetry records (bench/bodies.mjs), and prints requests/s, payloads/s, latency, peak
 // RSS, server CPU, payloads per object, PUTs per 1,000 payloads, NDJSON and stored bytes per
-// payload, and CPU per stored payload. Each result is also appended as a JSON line to
-// bench-results/ingest.jsonl. The service's own settings pass through the environment.
+// payload, CPU per stored payload, and the write-ahead journal's cost: group-commit fsyncs, their
+// p50 and p99 (estimated from s3ingest_journal_fsync_seconds' buckets: bench/metrics.mjs) and the
+// peak of s3ingest_journal_bytes, sampled every 250 ms (0 and "-" with DURABILITY=memory). Each
+// result is also appended as a JSON line to bench-results/ingest.jsonl. The service's own settings
+// pass through the environment.
 //
 //   npm run bench                      10 s per scenario, 50 connections
 //   BENCH_SECONDS=30 BENCH_CONNECTIONS=100 npm run bench
 //   BENCH_VERSIONS=5 KEY_PARTITIONS='version={version}/dt={yyyy}-{mm}-{dd}/hour={hh}' npm run bench
 //                                      requests cycle through 5 collection versions
 //   OBJECT_COMPRESSION=none npm run bench
+//   DURABILITY=memory npm run bench    202 once queued: no journal on the request path
 //   BENCH_BODY=kit npm run bench       the comparison kit's repeated payload instead of varied telemetry
 //   BENCH_DATA_DIR=/tmp/s3rver-tmpfs   where the scratch DATA_DIR goes (default: the OS temp dir)
 import { spawn } from "node:child_process"
 import { appendFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
 import { cpus, tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import autocannon from "autocannon"
 import { payload, telemetry } from "./bodies.mjs"
+import { histogram, quantile, scrape as scrapeMetrics, value } from "./metrics.mjs"
+import { freePort, sleep } from "./net.mjs"
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..")
 const seconds = Number(process.env.BENCH_SECONDS ?? 10)
@@ -29,32 +34,28 @@ const sizes = (process.env.BENCH_PAYLOADS ?? "1,10").split(",").map(Number)
 const versions = Number(process.env.BENCH_VERSIONS ?? 1)
 const scratch = process.env.BENCH_DATA_DIR ?? tmpdir()
 
-const freePort = () =>
-  new Promise((done, fail) => {
-    const probe = createServer().once("error", fail)
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address()
-      probe.close(() => done(port))
-    })
-  })
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-
+/** The figures the table needs from one scrape of /metrics, and the samples (for the fsync histogram). */
 const scrape = async (url) => {
-  const text = await (await fetch(`${url}/metrics`)).text()
-  const value = (series) => {
-    const line = text.split("\n").find((l) => l.startsWith(`${series} `))
-    return line === undefined ? 0 : Number(line.split(" ")[1])
-  }
+  const samples = await scrapeMetrics(url)
+  const read = (series) => value(samples, series)
   return {
-    accepted: value("s3ingest_payloads_accepted_total"),
-    stored: value("s3ingest_payloads_stored_total"),
-    objects: value("s3ingest_objects_stored_total"),
-    rawBytes: value(`s3ingest_object_bytes_total{stage="raw"}`),
-    storedBytes: value(`s3ingest_object_bytes_total{stage="stored"}`),
-    cpu: value("process_cpu_seconds_total"),
-    rss: value("process_resident_memory_bytes")
+    samples,
+    accepted: read("s3ingest_payloads_accepted_total"),
+    stored: read("s3ingest_payloads_stored_total"),
+    objects: read("s3ingest_objects_stored_total"),
+    rawBytes: read(`s3ingest_object_bytes_total{stage="raw"}`),
+    storedBytes: read(`s3ingest_object_bytes_total{stage="stored"}`),
+    cpu: read("process_cpu_seconds_total"),
+    rss: read("process_resident_memory_bytes"),
+    journalBytes: read("s3ingest_journal_bytes")
   }
+}
+
+/** A quantile of the fsyncs in ms: "-" when there was none, ">1000" past the last bucket (1 s). */
+const fsyncMs = (fsync, q) => {
+  const seconds = quantile(fsync, q)
+  return seconds === null ? "-" : seconds === Infinity ? ">1000" : Math.round(seconds * 1e6) / 1e3
 }
 
 const shape = process.env.BENCH_BODY ?? "telemetry"
@@ -89,16 +90,15 @@ const runScenario = async (payloads) => {
     stdio: ["ignore", "ignore", "inherit"]
   })
   const url = `http://127.0.0.1:${port}`
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) break
-    } catch {
-      await sleep(25)
-    }
-  }
+  // /readyz, not /healthz: while the journal opens the listener answers /healthz 200 and POSTs 503.
+  for (let i = 0; i < 400 && !(await fetch(`${url}/readyz`).then((r) => r.ok, () => false)); i++) await sleep(25)
   let peakRss = 0
+  let peakJournal = 0
   const sampler = setInterval(() => {
-    scrape(url).then((m) => (peakRss = Math.max(peakRss, m.rss)), () => {})
+    scrape(url).then((m) => {
+      peakRss = Math.max(peakRss, m.rss)
+      peakJournal = Math.max(peakJournal, m.journalBytes)
+    }, () => {})
   }, 250)
   const before = await scrape(url)
   process.stderr.write(
@@ -131,6 +131,7 @@ const runScenario = async (payloads) => {
   const objects = after.objects - before.objects
   const cpu = after.cpu - before.cpu
   const perPayload = (n) => (stored === 0 ? null : Math.round(n / stored))
+  const fsync = histogram(after.samples, "s3ingest_journal_fsync_seconds", before.samples)
   const row = {
     at: new Date().toISOString(),
     payloadsPerRequest: payloads,
@@ -155,6 +156,11 @@ const runScenario = async (payloads) => {
     ndjsonBytesPerPayload: perPayload(after.rawBytes - before.rawBytes),
     storedBytesPerPayload: perPayload(after.storedBytes - before.storedBytes),
     cpuMsPerStoredPayload: stored === 0 ? null : Number(((cpu * 1000) / stored).toFixed(4)),
+    durability: process.env.DURABILITY ?? "journal",
+    fsyncs: fsync.count,
+    fsyncP50Ms: fsyncMs(fsync, 0.5),
+    fsyncP99Ms: fsyncMs(fsync, 0.99),
+    journalPeakMb: Number((Math.max(peakJournal, after.journalBytes) / 1048576).toFixed(1)),
     machine: `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, node ${process.version}`
   }
   return row
@@ -180,7 +186,11 @@ const columns = [
   ["PUTs/1000 payloads", "putsPer1000Payloads"],
   ["NDJSON B/payload", "ndjsonBytesPerPayload"],
   ["stored B/payload", "storedBytesPerPayload"],
-  ["CPU ms/stored payload", "cpuMsPerStoredPayload"]
+  ["CPU ms/stored payload", "cpuMsPerStoredPayload"],
+  ["fsyncs", "fsyncs"],
+  ["fsync p50 ms", "fsyncP50Ms"],
+  ["fsync p99 ms", "fsyncP99Ms"],
+  ["journal peak MB", "journalPeakMb"]
 ]
 process.stdout.write("\n" + columns.map(([h]) => h).join(" | ") + "\n")
 for (const row of rows) process.stdout.write(columns.map(([, k]) => String(row[k])).join(" | ") + "\n")

@@ -2,7 +2,8 @@
  * The HTTP edge: a scoped Layer that serves the `node:http` listener.
  *
  * The request path runs no fiber: headers are checked, the body read with Node's own events,
- * and the collection admitted through the synchronous `Ingest.admit`. Only rare paths (the
+ * and the collection admitted through `Ingest.admit`, whose callback sends the answer (at once,
+ * or when the journal's fsync covering it completes). Only rare paths (the
  * metrics scrape, a refusal logged at debug, an unexpected exception) run an Effect, on a fiber
  * of a FiberSet in the layer's scope. The layer's finalizer conducts the graceful shutdown:
  * readiness off, intake kept for `SHUTDOWN_DELAY_MS`, then 503 + `Connection: close` while the
@@ -95,7 +96,6 @@ const make = Effect.gen(function*() {
 
   const refuse = (res: ServerResponse, reason: RejectionReason, message: string, headers?: Record<string, string>) =>
     reject(res, { reason, message }, headers)
-
   const retryAfter = (seconds: number) => ({ "retry-after": String(seconds) })
 
   const admitBody = (res: ServerResponse, body: Buffer, encoding: Encoding) => {
@@ -120,7 +120,6 @@ const make = Effect.gen(function*() {
     }
     return reject(res, result.rejection, result.retryAfter === undefined ? undefined : retryAfter(result.retryAfter))
   }
-
   const ingestRoute = (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean) => {
     if (req.method !== "POST") return refuse(res, "method_not_allowed", "method not allowed", { allow: "POST" })
     if (!shutdown.intakeOpen()) {

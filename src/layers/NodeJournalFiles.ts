@@ -37,7 +37,7 @@ export const NodeJournalFiles: JournalFilesShape = {
     call<void>("mkdir", dir, (done) => fs.mkdir(dir, { recursive: true }, (error) => done(error, undefined))),
   list: (dir) => call<ReadonlyArray<string>>("readdir", dir, (done) => fs.readdir(dir, (error, names) => done(error, names))),
   read: (path) => call<Buffer>("read", path, (done) => fs.readFile(path, (error, data) => done(error, data))),
-  create: (path) => call<number>("open", path, (done) => fs.open(path, "wx", (error, fd) => done(error, fd))),
+  create: (path) => call<number>("open", path, (done) => fs.open(path, "w", (error, fd) => done(error, fd))),
   writeAt: (fd, data, length, position) =>
     call<void>("write", `fd ${fd}`, (done) => writeAll(fd, data, 0, length, position, done)),
   sync: (fd) => call<void>("fdatasync", `fd ${fd}`, (done) => fs.fdatasync(fd, (error) => done(error, undefined))),

@@ -40,7 +40,6 @@ export const makeMemoryFiles = (initial?: ReadonlyMap<string, Buffer>) => {
       }))),
     create: (path) =>
       check("open", path).pipe(Effect.zipRight(Effect.suspend(() => {
-        if (files.has(path)) return Effect.fail(new JournalIoError({ op: "open", path, code: "EEXIST", cause: undefined }))
         files.set(path, Buffer.alloc(0))
         const fd = nextFd++
         fds.set(fd, path)

@@ -18,7 +18,7 @@ export interface JournalFilesShape {
   /** File names in `dir`. */
   readonly list: (dir: string) => Effect.Effect<ReadonlyArray<string>, JournalIoError>
   readonly read: (path: string) => Effect.Effect<Buffer, JournalIoError>
-  /** Creates a new file; fails if it exists. */
+  /** Creates a file, empty (a leftover of a failed start of the same segment is emptied). */
   readonly create: (path: string) => Effect.Effect<number, JournalIoError>
   /** Writes all of `data[0, length)` at `position`. */
   readonly writeAt: (fd: number, data: Buffer, length: number, position: number) => Effect.Effect<void, JournalIoError>

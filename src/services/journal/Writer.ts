@@ -102,21 +102,33 @@ export const makeWriter = (
       staged.unsafeOpen()
     }
 
-    /** A new segment, durable with its directory entry before anything in it is acknowledged. */
+    /**
+     * A new segment, durable with its directory entry before anything in it is acknowledged. If
+     * that fails, its file is removed (best effort) and the next write tries again under the same
+     * number, so that the header taking over still follows the segment it records the end of.
+     */
     const startSegment = Effect.gen(function*() {
       if (fd !== undefined) {
         const old = fd
         fd = undefined
         yield* Effect.ignore(files.close(old))
       }
-      const path = join(dir, `${String(++seq).padStart(10, "0")}.journal`)
+      const path = join(dir, `${String(seq + 1).padStart(10, "0")}.journal`)
       const handle = yield* files.create(path)
-      fd = handle
       const header = segmentHeader(position)
-      yield* files.writeAt(handle, header, header.length, 0)
-      yield* files.sync(handle)
-      yield* files.syncDir(dir)
-      current = newSegment(seq, path, HEADER_BYTES)
+      const started = yield* Effect.exit(
+        files.writeAt(handle, header, header.length, 0).pipe(
+          Effect.zipRight(files.sync(handle)),
+          Effect.zipRight(files.syncDir(dir))
+        )
+      )
+      if (started._tag === "Failure") {
+        yield* Effect.ignore(files.close(handle))
+        yield* Effect.ignore(files.remove(path))
+        return yield* started
+      }
+      fd = handle
+      current = newSegment(++seq, path, HEADER_BYTES)
       segments.add(current)
       position = HEADER_BYTES
       abandoned = false

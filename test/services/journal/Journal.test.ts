@@ -73,6 +73,43 @@ describe("journal: admission", () => {
       yield* second.close(1_000)
       assert.notIncludeMembers(storedIds(again.objects), [100, 101, 200, 201])
     }))
+  it.effect("a failed range that cannot be cut off is left behind: the next segment records where it ends", () =>
+    Effect.gen(function*() {
+      const files = makeMemoryFiles()
+      const store = yield* makeMemoryStore
+      const dead = yield* makeMemoryDeadLetter
+      const { close, queue } = yield* buildQueue({ ...journaled, batchMaxWaitMs: 100_000 }, store.layer, dead.layer, files)
+      assert.strictEqual(yield* offer(queue, job(2, 0)), "admitted")
+      // The write lands, its fsync fails, and so does the truncation back.
+      files.fail("fdatasync", "EIO", 1)
+      files.fail("ftruncate", "EIO", 1)
+      assert.strictEqual(yield* offer(queue, job(2, 100)), "journal_unavailable")
+      yield* TestClock.adjust(1_000)
+      while (queue.journalFailing()) yield* TestClock.adjust(100)
+      assert.strictEqual(yield* offer(queue, job(2, 200)), "admitted")
+      assert.strictEqual(files.segments(JOURNAL).length, 2, "a new segment took over")
+      const crashed = files.crash()
+      const again = yield* makeMemoryStore
+      const second = yield* buildQueue(journaled, again.layer, dead.layer, crashed)
+      yield* second.close(1_000)
+      assert.deepStrictEqual(storedIds(again.objects), [0, 1, 200, 201])
+      yield* close(1_000)
+    }))
+
+  it.effect("ENOSPC on the write: refused, nothing of it stored", () =>
+    Effect.gen(function*() {
+      const files = makeMemoryFiles()
+      const store = yield* makeMemoryStore
+      const dead = yield* makeMemoryDeadLetter
+      const { close, queue } = yield* buildQueue(journaled, store.layer, dead.layer, files)
+      files.fail("write", "ENOSPC", 1)
+      assert.strictEqual(yield* offer(queue, job(3, 0)), "journal_unavailable")
+      yield* TestClock.adjust(1_000)
+      while (queue.journalFailing()) yield* TestClock.adjust(100)
+      assert.strictEqual(yield* offer(queue, job(1, 10)), "admitted")
+      yield* close(1_000)
+      assert.deepStrictEqual(storedIds(store.objects), [10])
+    }))
 })
 
 describe("journal: recovery", () => {
@@ -179,6 +216,23 @@ describe("journal: recovery", () => {
       const second = yield* buildQueue(journaled, store.layer, dead.layer, crashed)
       yield* second.close(1_000)
       assert.strictEqual(store.objects.size, 0)
+      yield* first.close(30_000)
+    }))
+
+  it.effect("a journal is recovered with DURABILITY=memory too, and emptied as its batches are stored", () =>
+    Effect.gen(function*() {
+      const files = makeMemoryFiles()
+      const hanging = yield* makeHangingStore
+      const dead = yield* makeMemoryDeadLetter
+      const first = yield* buildQueue({ ...journaled, batchMaxWaitMs: 100_000 }, hanging.layer, dead.layer, files)
+      assert.strictEqual(yield* offer(first.queue, job(3, 0)), "admitted")
+      const crashed = files.crash()
+      const store = yield* makeMemoryStore
+      const second = yield* buildQueue({ durability: "memory" }, store.layer, dead.layer, crashed)
+      yield* second.close(1_000)
+      assert.deepStrictEqual(storedIds(store.objects), [0, 1, 2])
+      assert.deepInclude(yield* second.summary, { recovered: 3, stored: 3, journaled: 0 })
+      assert.isAtMost(crashed.segments(JOURNAL).length, 1)
       yield* first.close(30_000)
     }))
 
