@@ -2,8 +2,8 @@
  * The HTTP edge: a scoped Layer that serves the `node:http` listener.
  *
  * The request path runs no fiber: headers are checked, the body read with Node's own events,
- * and the collection admitted through `Ingest.admit`, whose callback sends the answer (at once,
- * or when the journal's fsync covering it completes). Only rare paths (the
+ * and the collection admitted through `Ingest.admit`, whose answer is sent at once or, with the
+ * journal, when the fsync covering it completes. Only rare paths (the
  * metrics scrape, a refusal logged at debug, an unexpected exception) run an Effect, on a fiber
  * of a FiberSet in the layer's scope. The layer's finalizer conducts the graceful shutdown:
  * readiness off, intake kept for `SHUTDOWN_DELAY_MS`, then 503 + `Connection: close` while the
@@ -110,7 +110,9 @@ const make = Effect.gen(function*() {
           : refuse(res, "invalid_json", "malformed gzip body")
       }
     }
-    ingest.admit(bytes, Date.now(), (result) => answer(res, result))
+    const result = ingest.admit(bytes, Date.now())
+    if (result._tag === "Pending") result.onAnswer = (later) => answer(res, later)
+    else answer(res, result)
   }
 
   const answer = (res: ServerResponse, result: AdmitResult) => {

@@ -23,6 +23,7 @@ import { type Batch, spansOf } from "../domain/Batch.js"
 import { type Codec, codecOf } from "../domain/Codec.js"
 import { makeDrainRate } from "../domain/DrainRate.js"
 import { objectKey } from "../domain/Keys.js"
+import { type Pending, pending, settlePending } from "../domain/Pending.js"
 import type { Arrival } from "../domain/Slabs.js"
 import { AppConfig } from "./AppConfig.js"
 import { type Ledger, makeAdmissionBuffer, type Refusal } from "./buffer/AdmissionBuffer.js"
@@ -167,24 +168,26 @@ const make = Effect.gen(function*() {
 
   return {
     /**
-     * All-or-nothing admission of one collection's payloads, answered through `reply`: at once,
-     * or, with the journal, once the fsync covering its record completes (or fails). Call it in
-     * one JS turn: the bounds are checked and the lines reserved synchronously.
+     * All-or-nothing admission of one collection's payloads: the answer now, or, with the journal,
+     * a pending one, given once the fsync covering its record completes (or fails). Call it in one
+     * JS turn: the bounds are checked and the lines reserved synchronously.
      */
-    offer: (arrival: Arrival, reply: (admission: Admission) => void): void => {
-      if (!shutdown.intakeOpen()) return reply("closed")
-      if (!journal.admits) return reply(buffer.admit(arrival, uploader.storeDown(), clock.unsafeCurrentTimeMillis()))
+    offer: (arrival: Arrival): Admission | Pending<Admission> => {
+      if (!shutdown.intakeOpen()) return "closed"
+      if (!journal.admits) return buffer.admit(arrival, uploader.storeDown(), clock.unsafeCurrentTimeMillis())
       const reserved = buffer.reserve(arrival, uploader.storeDown(), journal.nextId())
-      if (typeof reserved === "string") return reply(reserved)
+      if (typeof reserved === "string") return reserved
       if (journal.failing()) {
         buffer.release(reserved)
-        return reply("journal_unavailable")
+        return "journal_unavailable"
       }
+      const waiting = pending<Admission>()
       journal.appendLines(reserved.job, reserved.version, (durable) => {
         if (durable) buffer.commit(reserved, clock.unsafeCurrentTimeMillis())
         else buffer.release(reserved)
-        reply(durable ? "admitted" : "journal_unavailable")
+        settlePending(waiting, durable ? "admitted" : "journal_unavailable")
       })
+      return waiting
     },
     /** The journal refuses writes until a probe succeeds. */
     journalFailing: () => journal.admits && journal.failing(),

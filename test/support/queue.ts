@@ -74,17 +74,18 @@ export const memoryQueue = (settings: Partial<Settings>) =>
 
 /** Admits `arrival` and returns the answer, which must come at once (no journal in the way). */
 export const offerNow = (queue: JobQueue, arrival: Arrival): Admission => {
-  let answer: Admission | undefined
-  queue.offer(arrival, (admission) => {
-    answer = admission
-  })
-  if (answer === undefined) throw new Error("the answer waits for the journal")
-  return answer
+  const admission = queue.offer(arrival)
+  if (typeof admission !== "string") throw new Error("the answer waits for the journal")
+  return admission
 }
 
 /** Admits `arrival` and waits for the answer. */
 export const offer = (queue: JobQueue, arrival: Arrival) =>
-  Effect.async<Admission>((resume) => queue.offer(arrival, (admission) => resume(Effect.succeed(admission))))
+  Effect.async<Admission>((resume) => {
+    const admission = queue.offer(arrival)
+    if (typeof admission === "string") resume(Effect.succeed(admission))
+    else admission.onAnswer = (answer) => resume(Effect.succeed(answer))
+  })
 
 /** Waits (without moving the clock) until at least `count` sleeps are registered on the TestClock. */
 export const awaitSleepers = (count: number) =>

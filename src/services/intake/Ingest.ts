@@ -1,12 +1,13 @@
 /**
  * Admission of one collection: parse and validate, check the token, then offer its payloads to
- * the queue as one job, all of them or none, synchronously. The answer comes through a callback
- * the edge turns into a response: at once, or when the journal's fsync covering it completes. No
- * fiber waits for it.
+ * the queue as one job, all of them or none, synchronously. The answer is a value the edge turns
+ * into a response, or, with the journal, a pending one it answers when the fsync covering it
+ * completes. No fiber waits for it.
  */
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as Effect from "effect/Effect"
 import { parseCollection } from "../../domain/Collection.js"
+import { type Pending, pending, settlePending } from "../../domain/Pending.js"
 import type { Rejection } from "../../domain/Rejection.js"
 import { makeArrival } from "../../domain/Slabs.js"
 import { AppConfig } from "../AppConfig.js"
@@ -62,20 +63,23 @@ const make = Effect.gen(function*() {
   }
 
   /**
-   * Admits the collection in `body` and answers through `reply`: at once when it is refused or
-   * when nothing waits for the journal, else once its journal record is durable. The queue copies
-   * what it keeps, so the body is not held.
+   * Admits the collection in `body`: the answer now, or, with the journal, a pending one given once
+   * its record is durable. The queue copies what it keeps, so the body is not held.
    */
-  const admit = (body: Buffer, now: number, reply: (result: AdmitResult) => void): void => {
+  const admit = (body: Buffer, now: number): AdmitResult | Pending<AdmitResult> => {
     const parsed = parseCollection(body, config.maxJsonDepth, config.jsonProfile)
-    if (parsed._tag === "Invalid") return reply(rejected(parsed.error))
+    if (parsed._tag === "Invalid") return rejected(parsed.error)
     const collection = parsed.collection
-    if (!tokenAllowed(collection.token)) return reply(rejected({ reason: "unauthorized", message: "token not allowed" }))
+    if (!tokenAllowed(collection.token)) return rejected({ reason: "unauthorized", message: "token not allowed" })
     const count = collection.payloads.count
     if (count > config.maxPayloadsPerRequest) {
-      return reply(rejected({ reason: "too_many_payloads", message: `more than ${config.maxPayloadsPerRequest} payloads` }))
+      return rejected({ reason: "too_many_payloads", message: `more than ${config.maxPayloadsPerRequest} payloads` })
     }
-    queue.offer(makeArrival(body, collection, now), (admission) => reply(outcome(admission, count)))
+    const admission = queue.offer(makeArrival(body, collection, now))
+    if (typeof admission === "string") return outcome(admission, count)
+    const result = pending<AdmitResult>()
+    admission.onAnswer = (answer) => settlePending(result, outcome(answer, count))
+    return result
   }
 
   return {

@@ -40,8 +40,11 @@ export interface JournalShape {
   readonly recordBatch: (key: string, codec: Codec, spans: ReadonlyArray<Span>) => Effect.Effect<number>
   /** The batch is stored or dead-lettered: once that is durable, its segments may go. */
   readonly settle: (id: number, spans: ReadonlyArray<Span>, outcome: Outcome) => void
-  /** What the journal held at start, and when its reading began. */
-  readonly recovered: Recovered
+  /**
+   * What the journal held at start (once: the lines it holds are let go with it), and when its
+   * reading began.
+   */
+  readonly takeRecovered: () => Recovered
   readonly startedAt: number
 }
 
@@ -166,6 +169,7 @@ const make = Effect.gen(function*() {
     }
   }
 
+  let found: Recovered = recovered
   return Journal.of({
     admits: config.durability === "journal",
     failing: writer.failing,
@@ -182,7 +186,11 @@ const make = Effect.gen(function*() {
       ),
     recordBatch,
     settle,
-    recovered,
+    takeRecovered: () => {
+      const taken = found
+      found = { ...found, batches: [], unbatched: [], unreadable: [], carried: [], live: [] }
+      return taken
+    },
     startedAt
   })
 })

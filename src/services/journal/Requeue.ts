@@ -78,7 +78,7 @@ const cut = (parts: ReadonlyArray<RecoveredLines>, maxItems: number, maxBytes: n
 export const requeueRecovered = (parts: RequeueParts, startedAt: number) =>
   Effect.gen(function*() {
     const { buffer, journal } = parts
-    const recovered = journal.recovered
+    const recovered = journal.takeRecovered()
     const now = yield* Clock.currentTimeMillis
     let payloads = 0
     let batches = 0

@@ -33,7 +33,11 @@ describe("journal: admission", () => {
       const { close, queue } = yield* buildQueue(journaled, store.layer, dead.layer, files)
       const answers: Array<string> = []
       // Twenty requests in one turn: none is answered before the write that covers them all.
-      for (let i = 0; i < 20; i++) queue.offer(job(1, i), (admission) => void answers.push(admission))
+      for (let i = 0; i < 20; i++) {
+        const admission = queue.offer(job(1, i))
+        assert.notStrictEqual(typeof admission, "string", "answered only after the fsync")
+        if (typeof admission !== "string") admission.onAnswer = (answer) => void answers.push(answer)
+      }
       assert.deepStrictEqual(answers, [])
       assert.strictEqual(queue.stats().accepted, 0, "reserved, not accepted, before the fsync")
       yield* Effect.yieldNow()
