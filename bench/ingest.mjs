@@ -15,6 +15,8 @@
 //                                      requests cycle through 5 collection versions
 //   OBJECT_COMPRESSION=none npm run bench
 //   DURABILITY=memory npm run bench    202 once queued: no journal on the request path
+//   BENCH_ACK=stored npm run bench     every request waits for its receipt (?ack=stored): the
+//                                      latencies are then receipt latencies, "200s" counts receipts
 //   BENCH_BODY=kit npm run bench       the comparison kit's repeated payload instead of varied telemetry
 //   BENCH_DATA_DIR=/tmp/s3rver-tmpfs   where the scratch DATA_DIR goes (default: the OS temp dir)
 import { spawn } from "node:child_process"
@@ -59,6 +61,7 @@ const fsyncMs = (fsync, q) => {
 }
 
 const shape = process.env.BENCH_BODY ?? "telemetry"
+const ack = process.env.BENCH_ACK
 // Distinct records per version: more than a batch holds, so no object repeats a record.
 const DISTINCT_RECORDS = 4096
 
@@ -106,7 +109,7 @@ const runScenario = async (payloads) => {
   )
   const result = await new Promise((done, fail) => {
     const instance = autocannon({
-      url: `${url}/v1/payloads`,
+      url: `${url}/v1/payloads${ack === undefined ? "" : `?ack=${ack}`}`,
       method: "POST",
       headers: { "content-type": "application/json" },
       requests: requests(payloads),
@@ -139,6 +142,8 @@ const runScenario = async (payloads) => {
     seconds,
     requestsPerSecond: Math.round(result.requests.average),
     non2xx: result.non2xx,
+    ack: ack ?? "accepted",
+    receipts: result.statusCodeStats?.["200"]?.count ?? 0,
     errors: result.errors,
     payloadsPerSecond: Math.round(accepted / seconds),
     latencyP50Ms: result.latency.p50,
@@ -179,6 +184,7 @@ const columns = [
   ["p50 ms", "latencyP50Ms"],
   ["p99 ms", "latencyP99Ms"],
   ["non-2xx", "non2xx"],
+  ["200s", "receipts"],
   ["peak RSS MB", "peakRssMb"],
   ["server CPU s", "serverCpuSeconds"],
   ["stored", "stored"],

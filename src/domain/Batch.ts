@@ -10,6 +10,7 @@
 
 import type { Codec } from "./Codec.js"
 import type { Span } from "./journal/Records.js"
+import type { Receipt } from "./Receipt.js"
 
 /** Memory queued lines are written to. Its books are kept by `domain/Slabs`. */
 export interface Slab {
@@ -32,6 +33,8 @@ export interface Job {
   /** The journal's lines record holding these lines (0 when not journaled), and the first line's index in it. */
   readonly record: number
   readonly line: number
+  /** The request waiting for these lines to be stored, if it asked (`?ack=stored`). */
+  readonly receipt: Receipt | undefined
 }
 
 const LF = 0x0a
@@ -89,6 +92,8 @@ export interface Batch extends OpenBatch {
   /** A batch recovered from the journal comes keyed, with the codec it was first written with. */
   key: string | undefined
   codec: Codec | undefined
+  /** Receipts waiting for this batch, with how many of their payloads it holds. */
+  receipts: Array<readonly [Receipt, number]> | undefined
 }
 
 export const newBatch = (partition: string, version: string, openedAt: number): Batch => ({
@@ -105,8 +110,16 @@ export const newBatch = (partition: string, version: string, openedAt: number): 
   journalId: 0,
   spans: [],
   key: undefined,
-  codec: undefined
+  codec: undefined,
+  receipts: undefined
 })
+
+/** The receipts waiting for lines of `jobs`, with how many each; undefined when none is. */
+export const receiptsOf = (jobs: ReadonlyArray<Job>): Array<readonly [Receipt, number]> | undefined => {
+  let receipts: Array<readonly [Receipt, number]> | undefined
+  for (const job of jobs) if (job.receipt !== undefined) (receipts ??= []).push([job.receipt, job.count])
+  return receipts
+}
 
 /** The journaled lines `jobs` hold, adjacent lines of one record as one span. */
 export const spansOf = (jobs: ReadonlyArray<Job>): Array<Span> => {

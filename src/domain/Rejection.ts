@@ -5,6 +5,7 @@
 export const rejectionStatus = {
   invalid_json: 400,
   invalid_shape: 400,
+  invalid_query: 400,
   unsupported_media_type: 415,
   unsupported_encoding: 415,
   too_large: 413,

@@ -1,6 +1,6 @@
 /**
- * The request headers the edge reads before the body: content type, content encoding and a
- * bearer token.
+ * What the edge reads of a request before its body: content type, content encoding, a bearer
+ * token, and the `ack` level of the query.
  */
 
 export const JSON_TYPE = "application/json"
@@ -31,4 +31,18 @@ export const contentEncoding = (header: string | undefined): Encoding | undefine
 export const bearerToken = (header: string): string | undefined => {
   const match = /^Bearer +(\S+) *$/i.exec(header)
   return match === null ? undefined : match[1]
+}
+
+export type AckLevel = "accepted" | "stored"
+
+/**
+ * The `ack` parameter of a query string (after the "?"): `accepted` when absent, or undefined for
+ * a value the edge does not take (anything but `accepted` or `stored`, or `ack` given twice).
+ */
+export const ackLevel = (query: string | undefined): AckLevel | undefined => {
+  if (query === undefined || query === "") return "accepted"
+  const values = new URLSearchParams(query).getAll("ack")
+  if (values.length === 0) return "accepted"
+  const [value] = values
+  return values.length === 1 && (value === "accepted" || value === "stored") ? value : undefined
 }

@@ -13,6 +13,7 @@
  */
 import type { Job, Slab } from "./Batch.js"
 import type { Collection } from "./Collection.js"
+import type { Receipt } from "./Receipt.js"
 
 const LF = 0x0a
 const CR = 0x0d
@@ -27,14 +28,21 @@ export interface Arrival {
   readonly bytes: number
   /** When the request was acknowledged. */
   readonly acceptedAt: number
+  /** The request waits for its payloads to be stored (`?ack=stored`). */
+  readonly receipt: Receipt | undefined
 }
 
-export const makeArrival = (body: Buffer, collection: Collection, acceptedAt: number): Arrival => {
+export const makeArrival = (
+  body: Buffer,
+  collection: Collection,
+  acceptedAt: number,
+  receipt?: Receipt
+): Arrival => {
   const payloads = collection.payloads
   const count = payloads.count
   let bytes = 0
   for (let k = 0; k < count; k++) bytes += payloads.end(k) - payloads.start(k) + 1
-  return { body, collection, count, bytes, acceptedAt }
+  return { body, collection, count, bytes, acceptedAt, receipt }
 }
 
 export interface Slabs {
@@ -43,7 +51,8 @@ export interface Slabs {
   /**
    * `tail` with the arrival's lines appended, when `tail` is the last job written to the current
    * slab, the lines fit after it, and both were accepted in the same millisecond; else undefined.
-   * Only for lines not journaled: a journaled job's lines are one record's.
+   * Only for lines not journaled and not waited for: a journaled job's lines are one record's, a
+   * receipt's job is its request's.
    */
   readonly append: (tail: Job, arrival: Arrival) => Job | undefined
   /** The jobs' lines are encoded (or dropped): the space they took may be used again. */
@@ -83,19 +92,30 @@ export const makeSlabs = (size: number, keep: number): Slabs => {
       copyLines(slab.memory, start, arrival)
       slab.used += arrival.bytes
       slab.pending += arrival.bytes
-      return { slab, start, bytes: arrival.bytes, count: arrival.count, acceptedAt: arrival.acceptedAt, record, line: 0 }
+      const { acceptedAt, bytes, count, receipt } = arrival
+      return { slab, start, bytes, count, acceptedAt, record, line: 0, receipt }
     },
     append: (tail, arrival) => {
       const slab = tail.slab
       if (
         slab !== current || tail.start + tail.bytes !== slab.used || tail.acceptedAt !== arrival.acceptedAt ||
-        slab.used + arrival.bytes > size || tail.record !== 0
+        slab.used + arrival.bytes > size || tail.record !== 0 || tail.receipt !== undefined ||
+        arrival.receipt !== undefined
       ) return undefined
       copyLines(slab.memory, slab.used, arrival)
       slab.used += arrival.bytes
       slab.pending += arrival.bytes
       const { acceptedAt, bytes, count, start } = tail
-      return { slab, start, bytes: bytes + arrival.bytes, count: count + arrival.count, acceptedAt, record: 0, line: 0 }
+      return {
+        slab,
+        start,
+        bytes: bytes + arrival.bytes,
+        count: count + arrival.count,
+        acceptedAt,
+        record: 0,
+        line: 0,
+        receipt: undefined
+      }
     },
     release: (jobs) => {
       for (let i = 0; i < jobs.length; i++) {

@@ -10,9 +10,6 @@
  * queue drains, then the listener closes.
  */
 import type { IncomingMessage, ServerResponse } from "node:http"
-import { STATUS_CODES } from "node:http"
-import type { Socket } from "node:net"
-import { gunzipSync } from "node:zlib"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -23,13 +20,23 @@ import * as Layer from "effect/Layer"
 import * as LogLevel from "effect/LogLevel"
 import * as Schedule from "effect/Schedule"
 import { type Rejection, type RejectionReason, rejectionStatus } from "../domain/Rejection.js"
-import { bearerToken, contentEncoding, type Encoding, isJsonContentType, JSON_TYPE } from "../domain/RequestHeaders.js"
+import { inflate, wholeBody } from "../domain/RequestBody.js"
+import {
+  type AckLevel,
+  ackLevel,
+  bearerToken,
+  contentEncoding,
+  type Encoding,
+  isJsonContentType,
+  JSON_TYPE
+} from "../domain/RequestHeaders.js"
 import { AppConfig } from "../services/AppConfig.js"
 import { type AdmitResult, Ingest } from "../services/intake/Ingest.js"
 import { JobQueue } from "../services/JobQueue.js"
 import { Metrics } from "../services/Metrics.js"
 import { Shutdown } from "../services/Shutdown.js"
 import { version } from "../services/Version.js"
+import { answerClientError } from "./ClientErrors.js"
 import { HttpListener } from "./HttpListener.js"
 
 const INGEST_PATH = "/v1/payloads"
@@ -44,14 +51,6 @@ const DRAIN_PROGRESS_EVERY = Duration.seconds(1)
  * half a second of silence exactly as the socket closes: the keep-alive race every server has.
  */
 const IDLE_CUTOFF_MILLIS = 500
-
-/** The body as one buffer; the queue copies the lines it keeps, so a lone chunk is used as it is. */
-const wholeBody = (chunks: ReadonlyArray<Buffer>, size: number): Buffer =>
-  chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)
-
-/** Node's `socket._httpMessage`: the response in progress on the socket, if any. */
-const responseOnSocket = (socket: Socket): { readonly headersSent?: boolean } | undefined =>
-  (socket as Socket & { readonly _httpMessage?: { readonly headersSent?: boolean } })._httpMessage
 
 const make = Effect.gen(function*() {
   const config = yield* AppConfig
@@ -98,32 +97,41 @@ const make = Effect.gen(function*() {
     reject(res, { reason, message }, headers)
   const retryAfter = (seconds: number) => ({ "retry-after": String(seconds) })
 
-  const admitBody = (res: ServerResponse, body: Buffer, encoding: Encoding) => {
-    let bytes = body
-    if (encoding === "gzip") {
-      try {
-        bytes = gunzipSync(body, { maxOutputLength: config.maxBodyBytes })
-      } catch (error) {
-        const tooLarge = (error as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE"
-        return tooLarge
-          ? refuse(res, "too_large", `inflated body larger than ${config.maxBodyBytes} bytes`, { connection: "close" })
-          : refuse(res, "invalid_json", "malformed gzip body")
-      }
+  const admitBody = (res: ServerResponse, body: Buffer, encoding: Encoding, ack: AckLevel) => {
+    const bytes = encoding === "gzip" ? inflate(body, config.maxBodyBytes) : body
+    if (bytes === "too_large") {
+      return refuse(res, "too_large", `inflated body larger than ${config.maxBodyBytes} bytes`, { connection: "close" })
     }
-    const result = ingest.admit(bytes, Date.now())
+    if (bytes === "malformed") return refuse(res, "invalid_json", "malformed gzip body")
+    const result = ingest.admit(bytes, Date.now(), ack === "stored" ? (n, keys) => receipt(res, n, keys) : undefined)
     if (result._tag === "Pending") result.onAnswer = (later) => answer(res, later)
     else answer(res, result)
   }
 
-  const answer = (res: ServerResponse, result: AdmitResult) => {
-    if (result._tag === "Accepted") {
-      const body = `{"accepted":${result.count}}`
-      return send(res, 202, body, undefined, body.length) // ASCII: its length is its byte length
-    }
-    return reject(res, result.rejection, result.retryAfter === undefined ? undefined : retryAfter(result.retryAfter))
+  /** 200 with the keys holding every payload, or 202 when the receipt could not be given. */
+  const receipt = (res: ServerResponse, count: number, keys: ReadonlyArray<string> | undefined) => {
+    if (keys === undefined) return accepted(res, count)
+    send(res, 200, JSON.stringify({ accepted: count, stored: count, keys }))
   }
-  const ingestRoute = (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean) => {
+
+  const accepted = (res: ServerResponse, count: number) => {
+    const body = `{"accepted":${count}}`
+    send(res, 202, body, undefined, body.length) // ASCII: its length is its byte length
+  }
+
+  const answer = (res: ServerResponse, result: AdmitResult) => {
+    if (result._tag === "Rejected") {
+      return reject(res, result.rejection, result.retryAfter === undefined ? undefined : retryAfter(result.retryAfter))
+    }
+    const waiting = result.receipt
+    if (waiting === undefined) return accepted(res, result.count)
+    // A client gone while it waits costs nothing further: the receipt lets go of its response.
+    res.once("close", () => void (waiting.answer = undefined))
+  }
+  const ingestRoute = (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean, query: string | undefined) => {
     if (req.method !== "POST") return refuse(res, "method_not_allowed", "method not allowed", { allow: "POST" })
+    const ack = ackLevel(query)
+    if (ack === undefined) return refuse(res, "invalid_query", "ack must be accepted or stored")
     if (!shutdown.intakeOpen()) {
       // `send` adds `Connection: close` while intake is closed.
       return refuse(res, "draining", "shutting down", retryAfter(queue.retryAfterSeconds()))
@@ -161,7 +169,7 @@ const make = Effect.gen(function*() {
     req.on("end", () => {
       if (done) return
       done = true
-      admitBody(res, wholeBody(chunks, size), encoding)
+      admitBody(res, wholeBody(chunks, size), encoding, ack)
     })
   }
 
@@ -192,7 +200,7 @@ const make = Effect.gen(function*() {
     const path = query < 0 ? url : url.slice(0, query)
     switch (path) {
       case INGEST_PATH:
-        return ingestRoute(req, res, expectsContinue)
+        return ingestRoute(req, res, expectsContinue, query < 0 ? undefined : url.slice(query + 1))
       case "/healthz":
         return probe(req, res, () => send(res, 200, `{"status":"ok"}`))
       case "/readyz":
@@ -222,27 +230,11 @@ const make = Effect.gen(function*() {
   // never sends its body.
   listener.serve(guarded(false), guarded(true))
 
-  server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => {
-    const response = responseOnSocket(socket)
-    if (!socket.writable || response?.headersSent === true) return socket.destroy()
-    const status = error.code === "ERR_HTTP_REQUEST_TIMEOUT"
-      ? 408
-      : error.code === "HPE_HEADER_OVERFLOW"
-      ? 431
-      : error.code === "ECONNRESET"
-      ? 0
-      : 400
-    if (status === 0) return socket.destroy()
+  // Node's own parser errors (malformed requests, header overflow, request timeouts).
+  server.on("clientError", answerClientError((status, reason, message) => {
     if (status === 408) metrics.rejected("timeout")
-    const message = STATUS_CODES[status]?.toLowerCase() ?? "bad request"
-    if (logRefusals) logRefusal(status, status === 408 ? "timeout" : error.code ?? "malformed request", message)
-    const body = JSON.stringify({ error: message })
-    socket.end(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${JSON_TYPE}\r\nContent-Length: ${
-        Buffer.byteLength(body)
-      }\r\nConnection: close\r\n\r\n${body}`
-    )
-  })
+    if (logRefusals) logRefusal(status, reason, message)
+  }))
 
   const drain = Effect.gen(function*() {
     const started = yield* Clock.currentTimeMillis
@@ -272,6 +264,8 @@ const make = Effect.gen(function*() {
     const drained = yield* queue.awaitIdle(drainUntil)
     yield* Fiber.interrupt(reporter)
     yield* Effect.logInfo(drained ? "queue drained" : "drain budget spent").pipe(Effect.annotateLogs({ ...queue.stats() }))
+    // Requests still waiting for a receipt are answered 202 while their connections are open.
+    queue.answerReceipts()
     yield* listener.close
     yield* Fiber.interrupt(sweeper)
     yield* Effect.logInfo("listener closed")

@@ -65,6 +65,8 @@ export interface Settings {
   readonly storage: Storage
   /** `journal`: 202 once the journal's fsync covers the collection; `memory`: 202 once queued. */
   readonly durability: Durability
+  /** Longest wait of a `?ack=stored` request before it is answered 202. */
+  readonly ackTimeoutMs: number
   /** gzip objects (`.ndjson.gz`) or plain ones (`.ndjson`). */
   readonly objectCompression: Compression
   /** gzip's level, 1–9. */
@@ -159,6 +161,7 @@ const settingsConfig = Config.all({
     "journal",
     "memory"
   ),
+  ackTimeoutMs: int("ACK_TIMEOUT_MS", 10_000, 1, "longest wait of a ?ack=stored request before it is answered 202"),
   objectCompression: oneOf("OBJECT_COMPRESSION", "gzip", "object bodies", ...COMPRESSIONS),
   partitions: describe(
     "KEY_PARTITIONS",

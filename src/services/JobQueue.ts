@@ -19,7 +19,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import { type Batch, spansOf } from "../domain/Batch.js"
+import { type Batch, receiptsOf, spansOf } from "../domain/Batch.js"
 import { type Codec, codecOf } from "../domain/Codec.js"
 import { makeDrainRate } from "../domain/DrainRate.js"
 import { objectKey } from "../domain/Keys.js"
@@ -32,6 +32,7 @@ import { makeDelivery } from "./delivery/Delivery.js"
 import { makeUploader } from "./delivery/Uploader.js"
 import { Journal } from "./journal/Journal.js"
 import { requeueRecovered } from "./journal/Requeue.js"
+import { makeReceiptDeadlines } from "./receipts/ReceiptDeadlines.js"
 import { Metrics } from "./Metrics.js"
 import { DeadLetter, ObjectStore } from "./ObjectStore.js"
 import { Shutdown } from "./Shutdown.js"
@@ -54,6 +55,7 @@ const make = Effect.gen(function*() {
   // Offered batches, handed to one waiting worker each.
   const offered = yield* Queue.unbounded<Batch>()
   const windows = yield* makeBatchWindows
+  const receipts = yield* makeReceiptDeadlines(config.ackTimeoutMs)
   const buffer = makeAdmissionBuffer(config, (batch) => offered.unsafeOffer(batch), windows.due)
   const unsettled = new Map<Batch, string>()
   const delivery = makeDelivery({
@@ -79,6 +81,7 @@ const make = Effect.gen(function*() {
    */
   const takeAndKey = (batch: Batch): string => {
     buffer.take(batch)
+    batch.receipts = receiptsOf(batch.jobs)
     let key = batch.key
     if (key === undefined) {
       key = keyOf(batch.partition, batch.openedAt, codec)
@@ -112,6 +115,7 @@ const make = Effect.gen(function*() {
   // Layers are built uninterruptibly and a fork inherits that: without `interruptible` the
   // shutdown could never interrupt a worker stuck in an upload.
   yield* Effect.forkScoped(Effect.interruptible(windows.run(buffer)))
+  yield* Effect.forkScoped(Effect.interruptible(receipts.run))
   // A batch taken from the queue is keyed before anything can interrupt the worker: the
   // shutdown then finds it among the unsettled, never in neither place. A defect (a bug, or zlib
   // failing) leaves its batch unsettled for the shutdown to dead-letter, and the worker goes on.
@@ -174,7 +178,12 @@ const make = Effect.gen(function*() {
      */
     offer: (arrival: Arrival): Admission | Pending<Admission> => {
       if (!shutdown.intakeOpen()) return "closed"
-      if (!journal.admits) return buffer.admit(arrival, uploader.storeDown(), clock.unsafeCurrentTimeMillis())
+      if (!journal.admits) {
+        const now = clock.unsafeCurrentTimeMillis()
+        const admission = buffer.admit(arrival, uploader.storeDown(), now)
+        if (admission === "admitted" && arrival.receipt !== undefined) receipts.arm(arrival.receipt, now)
+        return admission
+      }
       const reserved = buffer.reserve(arrival, uploader.storeDown(), journal.nextId())
       if (typeof reserved === "string") return reserved
       if (journal.failing()) {
@@ -183,8 +192,12 @@ const make = Effect.gen(function*() {
       }
       const waiting = pending<Admission>()
       journal.appendLines(reserved.job, reserved.version, (durable) => {
-        if (durable) buffer.commit(reserved, clock.unsafeCurrentTimeMillis())
-        else buffer.release(reserved)
+        if (durable) {
+          const now = clock.unsafeCurrentTimeMillis()
+          buffer.commit(reserved, now)
+          // The wait for a receipt starts once the lines are durable.
+          if (arrival.receipt !== undefined) receipts.arm(arrival.receipt, now)
+        } else buffer.release(reserved)
         settlePending(waiting, durable ? "admitted" : "journal_unavailable")
       })
       return waiting
@@ -195,6 +208,8 @@ const make = Effect.gen(function*() {
     storeDown: uploader.storeDown,
     breakerStatus: uploader.breakerStatus,
     awaitIdle,
+    /** Answers every request still waiting for a receipt with 202: the drain has reached its end. */
+    answerReceipts: receipts.answerAll,
     stats: (): QueueStats => buffer.ledger(),
     /** Seconds a refused client should wait: queue depth over the measured drain rate, 1–60. */
     retryAfterSeconds: (): number => {

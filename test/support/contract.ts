@@ -7,6 +7,7 @@
 export const REJECTION_REASONS = [
   "invalid_json",
   "invalid_shape",
+  "invalid_query",
   "unsupported_media_type",
   "unsupported_encoding",
   "too_large",

@@ -12,6 +12,7 @@ import * as Option from "effect/Option"
 import { gzip } from "node:zlib"
 import { type Batch, type BodyBuffers, makeBodyBuffers } from "../../domain/Batch.js"
 import type { Codec } from "../../domain/Codec.js"
+import { answerReceipt, receiptStored } from "../../domain/Receipt.js"
 import type { DrainRate } from "../../domain/DrainRate.js"
 import type { AdmissionBuffer } from "../buffer/AdmissionBuffer.js"
 import type { JournalShape } from "../journal/Journal.js"
@@ -71,6 +72,7 @@ export const makeDelivery = (parts: DeliveryParts): Delivery => {
             buffer.settle(count, "deadLettered")
             metrics.payloadsDeadLettered.inc(count)
             if (batch.journalId > 0) journal.settle(batch.journalId, batch.spans, "deadLettered")
+            giveUpReceipts(batch)
           }).pipe(
             Effect.zipRight(
               Effect.logWarning("batch dead-lettered").pipe(Effect.annotateLogs({ key, payloads: count, ...why }))
@@ -78,6 +80,7 @@ export const makeDelivery = (parts: DeliveryParts): Delivery => {
           ),
         onFailure: (cause: Cause.Cause<StoreError>) =>
           Effect.sync(() => {
+            giveUpReceipts(batch)
             if (batch.journalId > 0) return
             buffer.settle(count, "lost")
             metrics.payloadsLost.inc(count)
@@ -101,11 +104,17 @@ export const makeDelivery = (parts: DeliveryParts): Delivery => {
     )
   }
 
+  /** Requests waiting for a receipt of a batch that was not stored are answered 202 now. */
+  const giveUpReceipts = (batch: Batch) => {
+    if (batch.receipts !== undefined) for (const [receipt] of batch.receipts) answerReceipt(receipt, false)
+  }
+
   /** `acceptances`: when each request of the batch was acknowledged, and its payload count. */
-  const markStored = (batch: Batch, count: number, acceptances: ReadonlyArray<number>, raw: number, stored: number) =>
+  const markStored = (batch: Batch, key: string, count: number, acceptances: ReadonlyArray<number>, raw: number, stored: number) =>
     Effect.map(Clock.currentTimeMillis, (now) => {
       buffer.settle(count, "stored")
       if (batch.journalId > 0) journal.settle(batch.journalId, batch.spans, "stored")
+      if (batch.receipts !== undefined) for (const [receipt, lines] of batch.receipts) receiptStored(receipt, lines, key)
       metrics.payloadsStored.inc(count)
       metrics.objectsStored.inc()
       metrics.objectBytes(raw, stored)
@@ -178,7 +187,7 @@ export const makeDelivery = (parts: DeliveryParts): Delivery => {
       return Effect.zipRight(recorded, objectBody(batch)).pipe(Effect.flatMap((body) =>
         uploader.upload(key, body).pipe(
           Effect.matchCauseEffect({
-            onSuccess: () => book(markStored(batch, count, acceptances, raw, body.length)),
+            onSuccess: () => book(markStored(batch, key, count, acceptances, raw, body.length)),
             onFailure: (cause) =>
               book(Option.match(Cause.failureOption(cause), {
                 onNone: () =>

@@ -8,13 +8,14 @@ import { createHash, timingSafeEqual } from "node:crypto"
 import * as Effect from "effect/Effect"
 import { parseCollection } from "../../domain/Collection.js"
 import { type Pending, pending, settlePending } from "../../domain/Pending.js"
+import { makeReceipt, type Receipt, type ReceiptAnswer } from "../../domain/Receipt.js"
 import type { Rejection } from "../../domain/Rejection.js"
 import { makeArrival } from "../../domain/Slabs.js"
 import { AppConfig } from "../AppConfig.js"
 import { type Admission, JobQueue } from "../JobQueue.js"
 
 export type AdmitResult =
-  | { readonly _tag: "Accepted"; readonly count: number }
+  | { readonly _tag: "Accepted"; readonly count: number; readonly receipt: Receipt | undefined }
   | { readonly _tag: "Rejected"; readonly rejection: Rejection; readonly retryAfter?: number }
 
 const rejected = (rejection: Rejection, retryAfter?: number): AdmitResult =>
@@ -45,10 +46,10 @@ const make = Effect.gen(function*() {
   const queue = yield* JobQueue
   const tokenAllowed = makeTokenCheck(config.ingestTokens)
 
-  const outcome = (admission: Admission, count: number): AdmitResult => {
+  const outcome = (admission: Admission, count: number, receipt: Receipt | undefined): AdmitResult => {
     switch (admission) {
       case "admitted":
-        return { _tag: "Accepted", count }
+        return { _tag: "Accepted", count, receipt }
       case "too_large":
         return rejected({ reason: "too_many_payloads", message: "collection larger than the queue" })
       case "closed":
@@ -64,9 +65,11 @@ const make = Effect.gen(function*() {
 
   /**
    * Admits the collection in `body`: the answer now, or, with the journal, a pending one given once
-   * its record is durable. The queue copies what it keeps, so the body is not held.
+   * its record is durable. The queue copies what it keeps, so the body is not held. With
+   * `onReceipt` (`?ack=stored`), an accepted collection carries a receipt that is answered through
+   * it once its payloads are stored, or not within ACK_TIMEOUT_MS.
    */
-  const admit = (body: Buffer, now: number): AdmitResult | Pending<AdmitResult> => {
+  const admit = (body: Buffer, now: number, onReceipt?: ReceiptAnswer): AdmitResult | Pending<AdmitResult> => {
     const parsed = parseCollection(body, config.maxJsonDepth, config.jsonProfile)
     if (parsed._tag === "Invalid") return rejected(parsed.error)
     const collection = parsed.collection
@@ -75,10 +78,11 @@ const make = Effect.gen(function*() {
     if (count > config.maxPayloadsPerRequest) {
       return rejected({ reason: "too_many_payloads", message: `more than ${config.maxPayloadsPerRequest} payloads` })
     }
-    const admission = queue.offer(makeArrival(body, collection, now))
-    if (typeof admission === "string") return outcome(admission, count)
+    const receipt = onReceipt === undefined ? undefined : makeReceipt(count, onReceipt)
+    const admission = queue.offer(makeArrival(body, collection, now, receipt))
+    if (typeof admission === "string") return outcome(admission, count, receipt)
     const result = pending<AdmitResult>()
-    admission.onAnswer = (answer) => settlePending(result, outcome(answer, count))
+    admission.onAnswer = (answer) => settlePending(result, outcome(answer, count, receipt))
     return result
   }
 
