@@ -70,10 +70,11 @@ export const readLogLines = (stream: NodeJS.ReadableStream, onLine: (line: LogLi
   })
 }
 
-export const startService = async (env: Record<string, string> = {}): Promise<RunningService> => {
+/** Starts `main` (by default this checkout's built service) with `env` over the defaults. */
+export const startService = async (env: Record<string, string> = {}, main = MAIN): Promise<RunningService> => {
   const port = await freePort()
   const dataDir = env.DATA_DIR ?? mkdtempSync(join(tmpdir(), "s3-ingest-e2e-"))
-  const child = spawn(process.execPath, [MAIN, "service"], {
+  const child = spawn(process.execPath, [main, "service"], {
     env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: String(port), DATA_DIR: dataDir, ...env },
     stdio: ["ignore", "pipe", "pipe"]
   })
