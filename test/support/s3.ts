@@ -29,8 +29,26 @@ export const makeTestS3Client = (endpoint: string): S3Client => {
   })
 }
 
+/**
+ * s3rver answers a read that meets a write in progress (another test file's, on the shared server)
+ * with 500 InternalError now and then: the test's own reads try again, a few times.
+ */
+const retryingReads = async <A>(read: () => Promise<A>): Promise<A> => {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await read()
+    } catch (error) {
+      if (attempt >= 5 || !(error instanceof Error) || error.name !== "InternalError") throw error
+      await new Promise((resolve) => setTimeout(resolve, 100 * attempt))
+    }
+  }
+}
+
 /** Every key under `prefix` (all pages), sorted. */
-export const listKeys = async (client: S3Client, bucket: string, prefix: string): Promise<Array<string>> => {
+export const listKeys = (client: S3Client, bucket: string, prefix: string): Promise<Array<string>> =>
+  retryingReads(() => listAll(client, bucket, prefix))
+
+const listAll = async (client: S3Client, bucket: string, prefix: string): Promise<Array<string>> => {
   const keys: Array<string> = []
   let token: string | undefined
   do {
@@ -54,7 +72,9 @@ export interface StoredObject {
 }
 
 export const getObject = async (client: S3Client, bucket: string, key: string): Promise<StoredObject> => {
-  const output: GetObjectCommandOutput = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
+  const output: GetObjectCommandOutput = await retryingReads(() =>
+    client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
+  )
   if (output.Body === undefined) throw new Error(`object ${key} has no body`)
   return {
     body: await output.Body.transformToByteArray(),
