@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto"
 import { rmSync } from "node:fs"
-import { CreateBucketCommand, type S3Client } from "@aws-sdk/client-s3"
+import type { S3Client } from "@aws-sdk/client-s3"
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest"
 import { type FaultProxy, startFaultProxy } from "../support/faultProxy.js"
 import { getObject, listKeys, makeTestS3Client } from "../support/s3.js"
@@ -69,9 +69,9 @@ afterEach(async () => {
   }
 })
 
-const startS3Service = async (prefix: string, bucket = s3Bucket): Promise<RunningService> => {
+const startS3Service = async (prefix: string): Promise<RunningService> => {
   running = await startService({
-    ...s3rverEnv(s3Endpoint, bucket, prefix),
+    ...s3rverEnv(s3Endpoint, s3Bucket, prefix),
     MAX_WORKERS: "4",
     // Small batches: one collection spreads over several objects, so "exactly once" is tested
     // across objects and not only inside one.
@@ -118,10 +118,10 @@ const parseKey = (prefix: string, key: string): ParsedKey => {
 }
 
 /** Reads every object, checks its content type and line format, and returns its payloads. */
-const readObjects = async (keys: ReadonlyArray<string>, bucket = s3Bucket) => {
+const readObjects = async (keys: ReadonlyArray<string>) => {
   const lines: Array<Record<string, unknown>> = []
   for (const key of keys) {
-    const object = await getObject(client, bucket, key)
+    const object = await getObject(client, s3Bucket, key)
     expect(object.contentType, key).toBe("application/x-ndjson")
     expect(object.contentEncoding, key).toBe("gzip")
     const text = ndjsonText(key, object.body)
@@ -179,28 +179,24 @@ describe("STORAGE=s3 end to end", () => {
 
   it("with an empty S3_PREFIX, keys start at the year", async () => {
     const sent = payloadsFor("unprefixed")
-    // A bucket of its own: the root of the shared one holds every other test's prefixes, which
-    // s3rver would scan (and read mid-write) for a listing without a prefix.
-    const bucket = `root-${runId}`.toLowerCase()
-    await client.send(new CreateBucketCommand({ Bucket: bucket }))
     const startedAt = Date.now()
-    const service = await startS3Service("", bucket)
+    const service = await startS3Service("")
 
     await ingestAndStop(service, sent)
     const endedAt = Date.now()
 
     // The objects of this case are those holding its ids; every one of them must sit at the root.
-    const everything = await listKeys(client, bucket, "")
+    const everything = await listKeys(client, s3Bucket, "")
     const mine: Array<string> = []
     for (const key of everything) {
-      const text = ndjsonText(key, (await getObject(client, bucket, key)).body)
+      const text = ndjsonText(key, (await getObject(client, s3Bucket, key)).body)
       if (text.split("\n").some((line) => line.includes(`"id":"${runId}-unprefixed-`))) mine.push(key)
     }
     expect(mine.length).toBeGreaterThanOrEqual(Math.ceil((COLLECTIONS * PER_COLLECTION) / 4))
     for (const key of mine) expect(key).toMatch(/^\d{4}\//)
     const parsed = mine.map((key) => parseKey("", key))
     expectKeysOfOneRun(parsed, startedAt, endedAt)
-    expectExactlyOnce(sent, await readObjects(mine, bucket))
+    expectExactlyOnce(sent, await readObjects(mine))
   }, 30_000)
 })
 

@@ -51,10 +51,7 @@ const REPLICA_ENV: Record<string, string> = {
   BATCH_MAX_WAIT_MS: "50",
   SHUTDOWN_TIMEOUT_MS: "5000",
   // Longer than HAProxy's 1 s check interval: a draining replica leaves the rotation before its intake closes.
-  SHUTDOWN_DELAY_MS: "1500",
-  // No attempt is cut short: on this shared 2-core machine a cut PUT and its retry can overwrite
-  // one key at once, and s3rver's non-atomic metadata write then leaves the object unreadable.
-  UPLOAD_TIMEOUT_MS: "60000"
+  SHUTDOWN_DELAY_MS: "1500"
 }
 
 interface Replica {
