@@ -17,6 +17,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, describe, expect, inject, it } from "vitest"
 import { call } from "../support/http.js"
+import type { IdCounts } from "../support/idOracle.js"
 import { type Load, startKeepAliveLoad } from "../support/keepAliveLoad.js"
 import { makeTestS3Client } from "../support/s3.js"
 import { freePort, type LogLine, type RunningService, s3rverEnv, startService } from "../support/service.js"
@@ -43,7 +44,7 @@ interface Sent {
 }
 
 /** One service instance's life: how it started (and recovered), when it was killed, and the fate of its ids. */
-interface Round {
+interface Round extends IdCounts {
   readonly round: number
   readonly faults: string
   /** From the spawn to the first `/readyz` 200. */
@@ -56,15 +57,6 @@ interface Round {
   killAtMs: number | undefined
   queuedAtKill: number | undefined
   inFlightAtKill: number | undefined
-  /** Payloads by outcome, and how many of each were found stored (once, more than once, never). */
-  acked: number
-  stored: number
-  duplicated: number
-  lost: number
-  refused: number
-  refusedStored: number
-  unanswered: number
-  unansweredStored: number
   /** Requests not answered 202, by status or error code. */
   answers: string
 }

@@ -18,6 +18,7 @@ export interface SentRequest {
   answer: string
 }
 
+/** Payloads by outcome, and how many of each were found stored (once, more than once, never). */
 export interface IdCounts {
   acked: number
   stored: number
