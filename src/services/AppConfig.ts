@@ -6,10 +6,8 @@
 import { readFile } from "node:fs/promises"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
-import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as ConfigErrors from "effect/ConfigError"
-import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -21,8 +19,10 @@ import { normalisePrefix } from "../domain/Keys.js"
 import { DEFAULT_PARTITIONS, DEFAULT_TEMPLATE, type PartitionTemplate, parseTemplate } from "../domain/Partitions.js"
 import { SSE_MODES, type SseMode, STORAGE_CLASSES, type StorageClass, parseObjectTags } from "../domain/S3ObjectSettings.js"
 import {
+  ConfigInvalid,
   describe,
   docs,
+  firstProblem,
   int,
   integerIn,
   oneOf,
@@ -96,13 +96,9 @@ export interface Settings {
   readonly logLevel: LogLevelName
 }
 
-export class AppConfig extends Context.Tag("s3-ingest/AppConfig")<AppConfig, Settings>() {}
+export { ConfigInvalid }
 
-/** Start-up refused: names the setting at fault. */
-export class ConfigInvalid extends Data.TaggedError("ConfigInvalid")<{
-  readonly variable: string
-  readonly message: string
-}> {}
+export class AppConfig extends Context.Tag("s3-ingest/AppConfig")<AppConfig, Settings>() {}
 
 /** An http(s) URL: anything else would only fail at the first upload, as a connection error. */
 const endpointUrl = (text: string): Either.Either<string, string> => {
@@ -232,19 +228,6 @@ export const settingDocs: ReadonlyArray<SettingDoc> = docs
 export const knownSettings: KnownSettings = {
   variables: new Set(docs.map((doc) => doc.variable)),
   booleans: new Set(docs.filter((doc) => doc.boolean).map((doc) => doc.variable))
-}
-
-/** The leaves of a ConfigError, invalid values before missing ones (flags fall back to env). */
-const leaves = (error: ConfigError.ConfigError): Array<ConfigError.ConfigError> =>
-  error._op === "And" || error._op === "Or" ? [...leaves(error.left), ...leaves(error.right)] : [error]
-
-/** Turns a ConfigError into one line naming the variable at fault. */
-const firstProblem = (error: ConfigError.ConfigError): ConfigInvalid => {
-  const all = leaves(error)
-  const leaf = all.find((e) => e._op === "InvalidData") ?? all[0] ?? error
-  const variable = leaf._op === "And" || leaf._op === "Or" ? "configuration" : leaf.path.join("_")
-  const message = leaf.message.replace(/^Expected (.*) but received (.*)$/, "expected $1, got $2")
-  return new ConfigInvalid({ variable, message })
 }
 
 const splitTokens = (raw: string, separator: RegExp): Array<string> =>

@@ -1,9 +1,12 @@
 /**
  * The building blocks of the settings table: each setting is read by a Config and described
- * (variable, default, meaning) in one call, so parsing, defaults and `--help` cannot drift apart.
+ * (variable, default, meaning) in one call, so parsing, defaults and `--help` cannot drift apart;
+ * and the refusal a bad setting turns into, naming the variable.
  */
 import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as ConfigErrors from "effect/ConfigError"
+import * as Data from "effect/Data"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 
@@ -104,3 +107,22 @@ export const optionalOneOf = <const L extends ReadonlyArray<string>>(variable: s
       Config.withDefault(undefined)
     )
   )
+
+/** Start-up refused: names the setting at fault. */
+export class ConfigInvalid extends Data.TaggedError("ConfigInvalid")<{
+  readonly variable: string
+  readonly message: string
+}> {}
+
+/** The leaves of a ConfigError, invalid values before missing ones (flags fall back to env). */
+const leaves = (error: ConfigError.ConfigError): Array<ConfigError.ConfigError> =>
+  error._op === "And" || error._op === "Or" ? [...leaves(error.left), ...leaves(error.right)] : [error]
+
+/** Turns a ConfigError into one line naming the variable at fault. */
+export const firstProblem = (error: ConfigError.ConfigError): ConfigInvalid => {
+  const all = leaves(error)
+  const leaf = all.find((e) => e._op === "InvalidData") ?? all[0] ?? error
+  const variable = leaf._op === "And" || leaf._op === "Or" ? "configuration" : leaf.path.join("_")
+  const message = leaf.message.replace(/^Expected (.*) but received (.*)$/, "expected $1, got $2")
+  return new ConfigInvalid({ variable, message })
+}
