@@ -2,9 +2,9 @@
 /**
  * `node dist/main.js service | replay | --help | --version`. Settings come from the environment
  * and flags; each command runs under `NodeRuntime.runMain`. A start that cannot go ahead (a bad
- * setting, an unusable DATA_DIR, a taken port) ends with one line on stderr and exit code 1.
- * Otherwise the service's exit code comes from its shutdown summary (0 clean, 1 dead-lettered,
- * 2 lost) and replay's from its own summary (0 all stored, 1 anything failed or left).
+ * setting, an unusable DATA_DIR or journal, a taken port) ends with one line on stderr and exit
+ * code 1. Otherwise the service's exit code comes from its shutdown summary (0 clean,
+ * 1 dead-lettered or left in the journal, 2 lost) and replay's from its own summary (0 all stored, 1 anything failed or left).
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"

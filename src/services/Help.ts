@@ -18,7 +18,7 @@ export const helpText = (): string => {
     "Settings (environment variable / flag, default, meaning); a flag overrides the variable:",
     ...table,
     "",
-    "Exit codes: 0 clean; 1 a refused start (bad setting, unusable DATA_DIR, address in use), payloads",
-    "dead-lettered at shutdown, or files replay could not store; 2 payloads lost."
+    "Exit codes: 0 clean; 1 a refused start (bad setting, unusable DATA_DIR or journal, address in",
+    "use), payloads dead-lettered or left in the journal, or files replay could not store; 2 payloads lost."
   ].join("\n")
 }
