@@ -5,10 +5,11 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { createServer, type Server } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { crc32 } from "node:zlib"
 import { CreateBucketCommand, type S3Client } from "@aws-sdk/client-s3"
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest"
 import { runCli } from "../support/cli.js"
@@ -78,6 +79,21 @@ describe("start-up refusals: one stderr line, exit 1", () => {
     )
     expect(await refusedStart({ DATA_DIR: join(file, "below") })).toBe(
       `s3-ingest: DATA_DIR ${join(file, "below")} cannot be used: ${file} is not a directory`
+    )
+  })
+
+  it("a journal segment of an unknown format version stops the start, naming the segment", async () => {
+    const dataDir = tempDir("journal")
+    mkdirSync(join(dataDir, "journal"))
+    // A well-formed header (magic, checksum) of format 9.
+    const header = Buffer.alloc(16)
+    header.writeUInt32LE(0x4a493353, 0)
+    header.writeUInt16LE(9, 4)
+    header.writeUInt32LE(crc32(header.subarray(0, 12)), 12)
+    writeFileSync(join(dataDir, "journal", "0000000001.journal"), header)
+    const line = await refusedStart({ DATA_DIR: dataDir })
+    expect(line).toBe(
+      `s3-ingest: journal ${join(dataDir, "journal", "0000000001.journal")} cannot be read: segment format 9; this version reads 1`
     )
   })
 
