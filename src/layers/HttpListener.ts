@@ -18,6 +18,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { AppConfig } from "../services/AppConfig.js"
+import { Metrics } from "../services/Metrics.js"
 
 /** The address could not be bound (in use, not permitted, not local). */
 export class ListenError extends Data.TaggedError("ListenError")<{
@@ -55,19 +56,25 @@ export interface HttpListenerShape {
 
 export class HttpListener extends Context.Tag("s3-ingest/HttpListener")<HttpListener, HttpListenerShape>() {}
 
-const startingAnswer: Handler = (req, res) => {
+/**
+ * The answers before the edge is ready: the service is starting, which includes recovering the
+ * journal (a refusal counted as `journal_unavailable`).
+ */
+const startingAnswer = (metrics: Metrics): Handler => (req, res) => {
   const path = (req.url ?? "/").split("?")[0]
   const [status, body, headers] = path === "/healthz"
     ? [200, `{"status":"ok"}`, {}]
     : path === "/readyz"
     ? [503, `{"status":"starting"}`, {}]
-    : [503, `{"error":"starting"}`, { "retry-after": "1" }]
+    : [503, `{"error":"starting: recovering the journal"}`, { "retry-after": "1" }]
+  if (status === 503 && path !== "/readyz") metrics.rejected("journal_unavailable")
   res.writeHead(status, { "content-type": "application/json", "content-length": String(body.length), ...headers })
   res.end(body)
 }
 
 const make = Effect.gen(function*() {
   const config = yield* AppConfig
+  const starting = startingAnswer(yield* Metrics)
   // The mark is a field of the socket so that a request changes no collection: a Map updated
   // twice per request grew V8's old generation by about 1 MB/s under a flood of refused requests.
   const connections = new Set<TrackedSocket>()
@@ -78,7 +85,7 @@ const make = Effect.gen(function*() {
     // Node checks request deadlines on this interval: 408 arrives within about a second.
     connectionsCheckingInterval: Math.min(1000, config.requestTimeoutMs)
   })
-  server.on("request", startingAnswer)
+  server.on("request", starting)
   server.on("connection", (connection: Socket) => {
     const socket = connection as TrackedSocket
     socket[IDLE_SINCE] = Date.now()
@@ -121,7 +128,7 @@ const make = Effect.gen(function*() {
     server,
     port,
     serve: (onRequest, onCheckContinue) => {
-      server.off("request", startingAnswer)
+      server.off("request", starting)
       server.on("request", onRequest)
       server.on("checkContinue", onCheckContinue)
     },
@@ -143,4 +150,4 @@ const make = Effect.gen(function*() {
   })
 })
 
-export const HttpListenerLive: Layer.Layer<HttpListener, ListenError, AppConfig> = Layer.scoped(HttpListener, make)
+export const HttpListenerLive: Layer.Layer<HttpListener, ListenError, AppConfig | Metrics> = Layer.scoped(HttpListener, make)
