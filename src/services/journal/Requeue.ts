@@ -74,7 +74,7 @@ const cut = (parts: ReadonlyArray<RecoveredLines>, maxItems: number, maxBytes: n
   return batches
 }
 
-/** Puts what the journal held back in the queue; logs `journal recovered` when there was any. */
+/** Puts what the journal held back in the queue; logs `journal recovered` when it held something. */
 export const requeueRecovered = (parts: RequeueParts, startedAt: number) =>
   Effect.gen(function*() {
     const { buffer, journal } = parts
