@@ -29,7 +29,7 @@ import { afterEach, describe, expect, inject, it } from "vitest"
 import { haproxyOnPath, type RunningHaproxy, SERVERS, type ServerName, startHaproxy } from "../support/haproxy.js"
 import { call } from "../support/http.js"
 import { checkIds, type IdCounts, type SentRequest } from "../support/idOracle.js"
-import { type RetryingLoad, startRetryingLoad } from "../support/retryingLoad.js"
+import { type Load, startKeepAliveLoad } from "../support/keepAliveLoad.js"
 import { makeTestS3Client } from "../support/s3.js"
 import { freePort, type RunningService, s3rverEnv, startService } from "../support/service.js"
 import { linesInBucket, linesInDir, textTable } from "../support/storedLines.js"
@@ -76,7 +76,7 @@ interface PhaseCounts {
   other: number
 }
 
-interface Live { load: RetryingLoad | undefined; haproxy: RunningHaproxy | undefined; services: Array<RunningService> }
+interface Live { load: Load | undefined; haproxy: RunningHaproxy | undefined; services: Array<RunningService> }
 const nothingLive = (): Live => ({ load: undefined, haproxy: undefined, services: [] })
 let live = nothingLive()
 
@@ -137,10 +137,10 @@ describe("scale-out: three replicas behind HAProxy", () => {
       let phase = ""
       let nextId = 1
       const startLoad = (port: number) =>
-        startRetryingLoad<SentRequest>({
+        startKeepAliveLoad<SentRequest>({
           clients: CLIENTS,
-          port,
-          maxRetryWaitMs: MAX_RETRY_WAIT_MS,
+          port: () => port,
+          retry503: { maxWaitMs: MAX_RETRY_WAIT_MS },
           next: (client) => {
             const ids = Array.from({ length: 1 + Math.floor(Math.random() * 5) }, () => nextId++)
             const request: SentRequest = { ids, group: phase, outcome: "unknown", answer: "" }
@@ -149,7 +149,7 @@ describe("scale-out: three replicas behind HAProxy", () => {
             const data = ids.map((id) => ({ id, c: client, f: `scale-out ${runId}` }))
             return { tag: request, body: JSON.stringify({ version: "1", token: "scale-out", data }) }
           },
-          onAttempt: (request, { status, error, at }) => {
+          onResult: (request, { status, error, at }) => {
             const counts = phases.get(request.group)!
             if (request.answer === "503") counts.resent++
             request.answer = status === undefined ? String(error) : String(status)
